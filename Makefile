@@ -1,0 +1,40 @@
+# mailops.postfix — developer entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: test demo deps venv lint sanity units molecule bench changelog clean
+
+test: lint sanity units molecule
+
+deps:
+	scripts/install-system-deps.sh
+
+$(VENV)/.stamp: requirements/dev.txt
+	scripts/setup-venv.sh
+
+venv: $(VENV)/.stamp
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/antsibull-changelog lint
+
+sanity: venv
+	scripts/sanity.sh
+
+units: deps venv
+	$(BIN)/pytest -n 2 tests/unit
+
+molecule: deps venv
+	scripts/molecule.sh
+
+demo: deps venv
+	scripts/demo.sh
+
+bench: deps venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .build tests/output bench/out

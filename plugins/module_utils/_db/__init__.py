@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Indexed lookup-table formats behind one interface, like Postfix's dict_db.c,
+dict_cdb.c and dict_lmdb.c behind dict_open().
+
+Every format module (``hash``, ``cdb``, ``lmdb``) provides:
+
+``SUFFIX``
+    the index file name suffix Postfix appends to the table name (".db", ".cdb", ".lmdb").
+``NUL_TERMINATED``
+    whether postmap stores keys and values with a trailing NUL by default
+    (``dict_db_update`` / ``dict_lmdb_update``: yes; ``dict_cdbm_open`` forces TRY0NULL: no).
+``write(path, records)``
+    write a complete new index file at ``path`` (a temporary name chosen by the caller,
+    who renames it into place) from ``records``, a sequence of ``(key, value)`` bytes
+    pairs with unique keys, exactly as they are to be stored (NULs already applied).
+``read(path)``
+    iterate over every stored ``(key, value)`` bytes pair, raw.
+``lookup(path, key)``
+    the raw stored value for the raw ``key`` or None.
+
+Errors are raised as ``PostfixError`` subclasses with a message fit for a user.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+
+# Types whose index we can write and read. Other Postfix types either need no index
+# (texthash, regexp, pcre, cidr, inline, static) or are served over the network.
+INDEXED_TYPES = ("hash", "cdb", "lmdb")
+# Types postmap can compile but this engine does not (btree is only used for caches).
+UNSUPPORTED_INDEXED_TYPES = ("btree", "dbm", "sdbm")
+# Types that read the source file itself at open time: no index, nothing to compile.
+SOURCE_READ_TYPES = ("texthash", "regexp", "pcre", "cidr")
+
+_SUFFIXES = {"hash": ".db", "btree": ".db", "cdb": ".cdb", "lmdb": ".lmdb", "dbm": ".pag", "sdbm": ".pag"}
+
+
+class UnsupportedType(PostfixError):
+    """A table type this engine cannot compile."""
+
+
+def get_format(type_name):
+    """Return the format module for a Postfix table type ("hash", "cdb", "lmdb")."""
+    if type_name not in INDEXED_TYPES:
+        raise UnsupportedType(
+            "unsupported table type %r: this engine compiles %s" % (type_name, ", ".join(INDEXED_TYPES)))
+    return importlib.import_module(
+        "ansible_collections.mailops.postfix.plugins.module_utils._db." + type_name)
+
+
+def index_path(source, type_name):
+    """The index file Postfix opens for ``type_name:source`` (e.g. virtual -> virtual.db)."""
+    try:
+        return source + _SUFFIXES[type_name]
+    except KeyError:
+        raise UnsupportedType("table type %r has no index file" % (type_name,))

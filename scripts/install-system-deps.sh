@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests use: real Postfix (the oracle), its cdb and lmdb
+# map plugins, libdb tools (db_verify/db_dump), the lmdb binding, and podman/debootstrap
+# for Molecule. Idempotent; does nothing when everything is present.
+set -euo pipefail
+pkgs=(python3-venv postfix postfix-lmdb postfix-cdb db-util python3-lmdb podman runc debootstrap
+      iproute2 uidmap fuse-overlayfs slirp4netns rsync make)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-deps: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+echo "postfix postfix/mailname string $(hostname -f 2>/dev/null || hostname)" | debconf-set-selections
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
