@@ -16,3 +16,27 @@ if not os.path.islink(LINK):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postfix_instance import PostfixInstance  # noqa: E402
+
+
+@pytest.fixture
+def postfix_instance():
+    """A real Postfix with its own config dir, queue, log and SMTP port (not started).
+
+    Rooted outside pytest's 0700 tmp tree: Postfix daemons run as the postfix user and
+    virtual(8) delivers as nobody, so every parent directory must be traversable.
+    """
+    root = tempfile.mkdtemp(prefix="mailops-postfix-")
+    instance = PostfixInstance(root)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        shutil.rmtree(root, ignore_errors=True)
