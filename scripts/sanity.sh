@@ -21,7 +21,7 @@ cp "$root/scripts/get_pip_standin.py" "$HOME/.ansible/test/cache/get_pip_${pipve
 
 # Real interpreters (not pyenv shims) under their versioned names.
 rm -rf "$pybin"; mkdir -p "$pybin"
-supported=$("$venv/bin/python" -c 'from ansible_test._util.target.common.constants import SUPPORTED_PYTHON_VERSIONS as v; print(" ".join(v))')
+supported=$("$venv/bin/python" -c 'from ansible_test._util.target.common.constants import REMOTE_ONLY_PYTHON_VERSIONS as r, CONTROLLER_PYTHON_VERSIONS as c; print(" ".join(r + c))')
 controller=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 targets=()
 while read -r ver path; do

@@ -11,8 +11,8 @@ def test_private_instance_delivers_and_rejects(postfix_instance):
     pf.start()
     msgid = pf.send("alice@mbox.test")
     assert "hello" in pf.wait_for_delivery("alice", msgid)
-    code, _ = pf.rcpt_code("nobody-here@mbox.test")
-    assert code == 550
+    code, reply = pf.rcpt_code("nobody-here@mbox.test")
+    assert code == 550, reply
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         pf.send("nobody-here@mbox.test")
     pid = pf.master_pid()
