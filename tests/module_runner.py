@@ -1,0 +1,36 @@
+"""Run a collection module in-process, the way Ansible would, and return its result dict."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from contextlib import redirect_stdout
+
+from ansible.module_utils.testing import patch_module_args
+
+
+class ModuleFailed(Exception):
+    def __init__(self, result):
+        super().__init__(result.get("msg"))
+        self.result = result
+
+
+def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = True, fail_ok: bool = False) -> dict:
+    """Run ``mailops.postfix.<name>`` with ``args``; raise ModuleFailed on fail_json unless fail_ok."""
+    module = importlib.import_module("ansible_collections.mailops.postfix.plugins.modules." + name)
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    out = io.StringIO()
+    with patch_module_args(args), redirect_stdout(out):
+        try:
+            module.main()
+        except SystemExit:
+            pass
+    text = out.getvalue()
+    try:
+        result = json.loads(text[text.index("{"):])
+    except ValueError:
+        raise AssertionError("module %s printed no JSON result: %r" % (name, text))
+    if result.get("failed") and not fail_ok:
+        raise ModuleFailed(result)
+    return result

@@ -1,0 +1,47 @@
+"""Module code compiles and its engines import on every target Python 3.8+ on the machine.
+
+ansible-test sanity covers the Pythons its release supports (3.9+ for ansible-core 2.20+);
+this covers the rest of the range the collection promises, with the real interpreters.
+"""
+
+import glob
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+
+
+def _pythons():
+    out = subprocess.run([os.path.join(ROOT, "scripts", "find-pythons.sh")], capture_output=True, text=True,
+                         check=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+PYTHONS = _pythons()
+SOURCES = sorted(glob.glob(os.path.join(ROOT, "plugins", "**", "*.py"), recursive=True))
+ENGINES = sorted(
+    "ansible_collections.mailops.postfix." + os.path.relpath(p, ROOT)[:-3].replace(os.sep, ".").replace(".__init__", "")
+    for p in glob.glob(os.path.join(ROOT, "plugins", "module_utils", "**", "*.py"), recursive=True))
+
+
+def test_oldest_target_python_is_present():
+    assert "3.8" in PYTHONS, "no Python 3.8 on this machine to check the oldest target against"
+
+
+@pytest.mark.parametrize("version", sorted(PYTHONS, key=lambda v: tuple(map(int, v.split(".")))))
+def test_compiles_and_engines_import(version):
+    python = PYTHONS[version]
+    code = (
+        "import sys, importlib\n"
+        "sys.path.insert(0, %r)\n"
+        "for src in %r:\n"
+        "    with open(src, 'rb') as f:\n"
+        "        compile(f.read(), src, 'exec', dont_inherit=True)\n"
+        "for name in %r:\n"
+        "    importlib.import_module(name)\n"
+    ) % (COLLECTIONS, SOURCES, ENGINES)
+    proc = subprocess.run([python, "-I", "-B", "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
