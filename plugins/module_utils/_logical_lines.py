@@ -1,0 +1,468 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Lossless physical/logical line model shared by lookup-table and aliases sources.
+
+The grouping follows readlline.c:readllines(): a physical line whose first byte is not
+whitespace and not ``#`` starts a logical line; every following line that starts with
+whitespace or ``#`` or is empty belongs to it.  Among those, comment lines (first non-space
+byte ``#``) and blank lines are skipped by Postfix and do not end the logical line; the
+other ones are continuations, appended without their newline (leading whitespace kept).
+
+A :class:`LineDocument` keeps the original bytes, the logical records a format engine
+extracted from them, and edits made since (replaced, deleted and appended lines), so that
+``render()`` returns the input unchanged when nothing was edited and touches only the lines
+of the edited entries otherwise.  Format engines (``_tablefile``, ``_aliasfile``) subclass
+it and provide how one logical line becomes a (key, value) pair and how an entry is written.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
+
+# ISSPACE() in sys_defs.h is ASCII isspace(): the set bytes.strip()/split() use.
+WHITESPACE = b" \t\n\r\x0b\x0c"
+_NOT_START = frozenset(WHITESPACE + b"#")
+
+# Kinds of problems a logical line can have; strict parsing raises on ERROR, never on WARN.
+ERROR = "error"
+WARN = "warning"
+
+Entry = collections.namedtuple("Entry", "key value line")
+
+
+class EntryError(PostfixError, ValueError):
+    """A key or value given to an edit that cannot be written as one entry."""
+
+
+class SourceWarning(str):
+    """A warning about a source line, rendered ``path:line: message`` (a str for modules)."""
+
+    def __new__(cls, path, line, message):
+        text = "%s:%s: %s" % (path, line, message) if line else "%s: %s" % (path, message)
+        self = str.__new__(cls, text)
+        self.path = path
+        self.line = line
+        self.message = message
+        return self
+
+
+class LineProblem(Exception):
+    """Raised by a format's ``_parse_logical`` for a line Postfix skips (with a warning)."""
+
+    def __init__(self, message, kind=ERROR):
+        Exception.__init__(self, message)
+        self.message = message
+        self.kind = kind
+
+
+def printable(data):
+    """Bytes shown in a message: UTF-8 where valid, escapes otherwise."""
+    return data.decode("utf-8", "backslashreplace")
+
+
+def utf8_line_ok(line):
+    """postmap.c/postalias.c: skip a line when !allascii(STR) && !valid_utf8_string(STR, LEN).
+
+    allascii() stops at the first NUL and is false for an empty string, while
+    valid_utf8_string() looks at the whole buffer, NULs included.
+    """
+    if line.isascii():
+        return True
+    nul = line.find(b"\0")
+    if nul > 0 and line[:nul].isascii():
+        return True
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def c_string(line):
+    """What the C code sees of a logical line: everything up to the first NUL."""
+    nul = line.find(b"\0")
+    return line if nul < 0 else line[:nul]
+
+
+def fold_key(key, fold=True, smtputf8=True):
+    """Fold a key as dict_utf8.c/casefold.c do for postmap/postalias (DICT_FLAG_FOLD_FIX).
+
+    ASCII-only keys, or any key without SMTPUTF8: lowercase() (ASCII letters only).
+    Non-ASCII keys with SMTPUTF8: ICU full case folding, which str.casefold() implements.
+    """
+    if not fold:
+        return key
+    if smtputf8 and not key.isascii():
+        return key.decode("utf-8", "surrogateescape").casefold().encode("utf-8", "surrogateescape")
+    return key.lower()
+
+
+def to_bytes(value, what):
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EntryError("%s %r is not valid Unicode text" % (what, value))
+    raise EntryError("%s must be a string, not %s" % (what, type(value).__name__))
+
+
+def check_single_line(data, what):
+    """Refuse bytes that would end the line or be cut by the C string functions."""
+    for bad, name in ((b"\n", "a newline"), (b"\r", "a carriage return"), (b"\0", "a NUL byte")):
+        if bad in data:
+            raise EntryError("%s %r contains %s" % (what, printable(data), name))
+
+
+def split_lines(data):
+    """Physical lines without their ``\\n`` (a final unterminated line included)."""
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+        return parts, True
+    return parts, False
+
+
+def _visual_width(text):
+    col = 0
+    for ch in text.decode("utf-8", "replace"):
+        col = (col // 8 + 1) * 8 if ch == "\t" else col + 1
+    return col
+
+
+def aligned_separator(prefix, ref_prefix, ref_sep, default):
+    """Whitespace after ``prefix`` that reproduces the layout of a reference line.
+
+    One space or one tab is reused as is; a run of spaces or of tabs aligns the value
+    to the column where the reference line's value starts.
+    """
+    if not ref_sep:
+        return default
+    if ref_sep in (b" ", b"\t"):
+        return ref_sep
+    target = _visual_width(ref_prefix + ref_sep)
+    if ref_sep.strip(b" ") == b"":
+        return b" " * max(1, target - _visual_width(prefix))
+    if ref_sep.strip(b"\t") == b"":
+        width = _visual_width(prefix)
+        tabs = 1
+        while (width // 8 + tabs) * 8 < target:
+            tabs += 1
+        return b"\t" * tabs
+    return default
+
+
+class LineDocument(object):
+    """A source file as physical lines plus the logical entries found in them."""
+
+    # What a format calls its entries' keys in messages ("key" for tables, "name" for aliases).
+    KEY_WORD = "key"
+
+    def __init__(self, data, path, fold=True, smtputf8=True, strict=True):
+        if not isinstance(data, bytes):
+            raise TypeError("source data must be bytes")
+        self.path = path
+        self.fold = fold
+        self.smtputf8 = smtputf8
+        self.strict = strict
+        self._data = data
+        self._lines, self._terminated = split_lines(data)
+        self._crlf = bool(self._lines) and self._lines[0].endswith(b"\r") and (
+            len(self._lines) > 1 or self._terminated)
+        # One record per valid logical line: [start line index, continuation line
+        # indexes or None, folded key, stored value].  Removed records become None.
+        self._records = []
+        self._warnings = []
+        self._edits = {}        # physical line index -> new content, or None when deleted
+        self._appended = []     # new physical lines (content, no terminator), None when deleted
+        self._index = None      # folded key -> record numbers, built on the first edit
+        self._lineno = 0        # line being parsed, for _note(); 0 when verifying an edit
+        self._parse()
+
+    # -- parsing ---------------------------------------------------------------------
+    def _problem(self, line, message, kind):
+        if kind == ERROR and self.strict:
+            raise ParseError(self.path, line, message)
+        self._warnings.append(SourceWarning(self.path, line, message))
+
+    def _parse(self):
+        lines = self._lines
+        not_start = _NOT_START
+        starts = []
+        conts = {}
+        orphan = None
+        for i, text in enumerate(lines):
+            if text and text[0] not in not_start:
+                starts.append(i)
+                continue
+            rest = text.lstrip(WHITESPACE)
+            if not rest or rest[0] == 0x23:     # blank or comment line: skipped
+                continue
+            if not starts:
+                if orphan is None:
+                    orphan = i
+                continue
+            conts.setdefault(len(starts) - 1, []).append(i)
+        if orphan is not None:
+            # readllines(): text before any logical line is dropped with this warning.
+            self._problem(orphan + 1, 'logical line must not start with whitespace: "%s"'
+                          % printable(c_string(lines[orphan]).lstrip(WHITESPACE)[:30]), ERROR)
+        parse_logical = self._parse_logical
+        records = self._records
+        fold = self.fold
+        smtputf8 = self.smtputf8
+        for r, start in enumerate(starts):
+            cont = conts.get(r)
+            text = lines[start]
+            if cont is not None:
+                text = text + b"".join(lines[c] for c in cont)
+                cont = tuple(cont)
+            if smtputf8 and not text.isascii() and not utf8_line_ok(text):
+                self._problem(start + 1, 'non-UTF-8 input "%s" -- ignoring this line'
+                              % printable(c_string(text)), WARN)
+                continue
+            self._lineno = start + 1
+            try:
+                key, value = parse_logical(text)
+            except LineProblem as e:
+                self._problem(start + 1, e.message, e.kind)
+                continue
+            if key is None:
+                continue
+            if fold:
+                key = key.lower() if (not smtputf8 or key.isascii()) else fold_key(key, True, True)
+            records.append([start, cont, key, value])
+
+    def _parse_logical(self, text):
+        """(raw key, stored value) of one logical line; (None, None) to skip it silently.
+
+        Raise LineProblem for a line Postfix reports and skips; call self._note(message)
+        for a warning about a line that is still stored.
+        """
+        raise NotImplementedError
+
+    def _note(self, message):
+        if self._lineno:
+            self._warnings.append(SourceWarning(self.path, self._lineno, message))
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def warnings(self):
+        """Warnings found while parsing (problems skipped when strict=False included)."""
+        return list(self._warnings)
+
+    def _line_of(self, start):
+        return start + 1
+
+    def entries(self):
+        """Every valid logical record in order, duplicates included: Entry(key, value, line).
+
+        ``key`` is folded as Postfix stores it; ``line`` is the 1-based line of its first
+        physical line (entries added by edits are numbered after the original end).
+        """
+        return [Entry(rec[2], rec[3], self._line_of(rec[0])) for rec in self._records if rec is not None]
+
+    def records(self, duplicates="warn"):
+        """(records, warnings): the (key, value) bytes pairs postmap/postalias store, in order.
+
+        ``duplicates``: "warn" keeps the first value and warns (the default, like postmap),
+        "ignore" keeps the first silently (-w), "replace" keeps the last (-r).  No NUL is
+        appended here; the index format decides that.  ``warnings`` includes the parse
+        warnings.
+        """
+        if duplicates not in ("warn", "ignore", "replace"):
+            raise ValueError("duplicates must be warn, ignore or replace")
+        warnings = list(self._warnings)
+        seen = {}
+        if duplicates == "replace":
+            for rec in self._records:
+                if rec is not None:
+                    seen[rec[2]] = rec[3]
+            return list(seen.items()), warnings
+        for rec in self._records:
+            if rec is None:
+                continue
+            key = rec[2]
+            if key in seen:
+                if duplicates == "warn":
+                    # dict_db_update()/dict_cdbm_update()/dict_lmdb_update() wording
+                    warnings.append(SourceWarning(self.path, self._line_of(rec[0]),
+                                                  'duplicate entry: "%s"' % printable(key)))
+                continue
+            seen[key] = rec[3]
+        return list(seen.items()), warnings
+
+    def keys(self):
+        """The folded keys present, each once, in order of first appearance."""
+        return list(self._get_index())
+
+    def get(self, key):
+        """The value Postfix would use for ``key`` (first of duplicates), or None."""
+        rids = self._get_index().get(self.fold_key(to_bytes(key, self.KEY_WORD)))
+        return self._records[rids[0]][3] if rids else None
+
+    def fold_key(self, key):
+        """``key`` (bytes) folded the way this document folds its keys."""
+        return fold_key(key, self.fold, self.smtputf8)
+
+    # -- editing -----------------------------------------------------------------------
+    def _get_index(self):
+        if self._index is None:
+            index = {}
+            for r, rec in enumerate(self._records):
+                if rec is not None:
+                    index.setdefault(rec[2], []).append(r)
+            self._index = index
+        return self._index
+
+    def _content(self, i):
+        n = len(self._lines)
+        if i < n:
+            return self._edits[i] if i in self._edits else self._lines[i]
+        return self._appended[i - n]
+
+    def _put_line(self, i, content):
+        n = len(self._lines)
+        if i < n:
+            self._edits[i] = content
+        else:
+            self._appended[i - n] = content
+
+    def _logical_text(self, rec):
+        text = self._content(rec[0])
+        if rec[1]:
+            text = text + b"".join(self._content(c) for c in rec[1])
+        return text
+
+    def _last_record(self):
+        for rec in reversed(self._records):
+            if rec is not None:
+                return rec
+        return None
+
+    def _eol(self, i=None):
+        if i is not None and i < len(self._lines):
+            return b"\r" if self._lines[i].endswith(b"\r") else b""
+        return b"\r" if self._crlf else b""
+
+    def _verify(self, content, key, value):
+        """The new line must parse back to exactly (key, value): no injected entries."""
+        self._lineno = 0
+        check_single_line(content, "line")
+        if not content or content[0] in _NOT_START:
+            raise EntryError("%s %r would not start a new entry" % (self.KEY_WORD, printable(content)))
+        if self.smtputf8 and not utf8_line_ok(content):
+            raise EntryError("entry %r is not valid UTF-8" % printable(content))
+        try:
+            got_key, got_value = self._parse_logical(content)
+        except LineProblem as e:
+            raise EntryError("entry %r is invalid: %s" % (printable(content), e.message))
+        if got_key is None or self.fold_key(got_key) != key or got_value != value:
+            raise EntryError("%s %r with value %r cannot be written as one entry"
+                             % (self.KEY_WORD, printable(key), printable(value)))
+
+    def set(self, key, value):
+        """Make ``key`` have exactly one entry with ``value``; True when the text changed.
+
+        An existing entry is rewritten in place (its start line replaced, its continuation
+        lines dropped, comment lines kept); later duplicates are removed.  A new entry is
+        appended at the end.  An entry that already holds the value is left untouched.
+        """
+        raw_key = self._check_key(to_bytes(key, self.KEY_WORD))
+        folded = self.fold_key(raw_key)
+        stored = self._stored_value(value)
+        index = self._get_index()
+        rids = index.get(folded)
+        changed = False
+        if rids:
+            first = rids[0]
+            rec = self._records[first]
+            if rec[3] != stored:
+                content = self._render_existing(rec, raw_key, stored)
+                self._verify(content, folded, stored)
+                self._put_line(rec[0], content + self._eol(rec[0]))
+                for c in rec[1] or ():
+                    self._put_line(c, None)
+                self._records[first] = [rec[0], None, folded, stored]
+                changed = True
+            for r in rids[1:]:
+                self._delete_record(r)
+                changed = True
+            index[folded] = [first]
+            return changed
+        content = self._render_new(raw_key, stored, self._last_record())
+        self._verify(content, folded, stored)
+        self._appended.append(content + self._eol())
+        self._records.append([len(self._lines) + len(self._appended) - 1, None, folded, stored])
+        index[folded] = [len(self._records) - 1]
+        return True
+
+    def _delete_record(self, r):
+        rec = self._records[r]
+        self._put_line(rec[0], None)
+        for c in rec[1] or ():
+            self._put_line(c, None)
+        self._records[r] = None
+
+    def remove(self, key):
+        """Delete every entry of ``key`` (start and continuation lines; comments stay)."""
+        folded = self.fold_key(to_bytes(key, self.KEY_WORD))
+        rids = self._get_index().pop(folded, None)
+        for r in rids or ():
+            self._delete_record(r)
+        return bool(rids)
+
+    def keep_only(self, keys):
+        """Exclusive mode: delete every entry whose key is not in ``keys``; the removed keys.
+
+        Comments, blank lines and lines Postfix skips are kept.
+        """
+        wanted = set(self.fold_key(to_bytes(k, self.KEY_WORD)) for k in keys)
+        index = self._get_index()
+        removed = [k for k in index if k not in wanted]
+        for k in removed:
+            for r in index.pop(k):
+                self._delete_record(r)
+        return removed
+
+    @property
+    def changed(self):
+        return bool(self._edits) or bool(self._appended)
+
+    def render(self):
+        """The document as bytes: the exact input when nothing was edited."""
+        if not self._edits and not self._appended:
+            return self._data
+        edits = self._edits
+        lines = self._lines
+        n = len(lines)
+        out = list(lines)
+        for i, content in edits.items():
+            out[i] = content
+        kept = [x for x in out if x is not None]
+        appended = [x for x in self._appended if x is not None]
+        # The original last line keeps its missing newline unless something follows it.
+        last_untouched = (not self._terminated and n and (n - 1) not in edits)
+        body = b"\n".join(kept)
+        if kept and (appended or not last_untouched):
+            body += b"\n"
+        if appended:
+            body += b"\n".join(appended) + b"\n"
+        return body
+
+    # -- hooks -------------------------------------------------------------------------
+    def _check_key(self, raw_key):
+        raise NotImplementedError
+
+    def _stored_value(self, value):
+        raise NotImplementedError
+
+    def _render_existing(self, rec, raw_key, stored):
+        raise NotImplementedError
+
+    def _render_new(self, raw_key, stored, ref_rec):
+        raise NotImplementedError

@@ -1,0 +1,144 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Lookup-table sources (postmap(1) "INPUT FILE FORMAT"): parse, edit, render losslessly.
+
+    doc = parse(data, "/etc/postfix/virtual")
+    records, warnings = doc.records()      # what postmap stores, no NUL appended
+    doc.set("info@example.com", ["alice", "bob"])
+    doc.remove("old@example.com")
+    new_data = doc.render()
+
+Rules come from postmap.c:postmap(); the line grouping from readlline.c:readllines()
+(see _logical_lines).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
+    WHITESPACE, ERROR, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
+    check_single_line, printable, to_bytes,
+)
+
+_SPACE = frozenset(WHITESPACE)
+_BACKSLASH = 0x5C
+_QUOTE = 0x22
+
+
+def _key_end(s):
+    """postmap.c: index where the key ends (first unquoted whitespace), and whether a
+    quote is left open.  A backslash protects the next byte; quotes stay in the key."""
+    in_quotes = False
+    i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == _BACKSLASH:
+            i += 1
+            if i >= n:
+                break
+        elif c in _SPACE:
+            if not in_quotes:
+                break
+        elif c == _QUOTE:
+            in_quotes = not in_quotes
+        i += 1
+    return min(i, n), in_quotes
+
+
+def split_key_value(s):
+    """(key, value) of a logical line as postmap splits it; LineProblem when unusable."""
+    s = c_string(s)
+    if b'"' not in s and b"\\" not in s:
+        parts = s.split(None, 1)
+        key = parts[0] if parts else b""
+        value = parts[1].rstrip() if len(parts) > 1 else b""
+    else:
+        end, in_quotes = _key_end(s)
+        if in_quotes:
+            raise LineProblem("unbalanced '\"' in '%s' -- ignoring this line" % printable(s))
+        key = s[:end]
+        value = s[end + 1:].strip()
+    if not key or not value:
+        raise LineProblem("expected format: key whitespace value")
+    return key, value
+
+
+def render_value(value):
+    """A value as bytes: a list of targets is written ``a, b``."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise EntryError("empty list of values")
+        return b", ".join(to_bytes(v, "value").strip() for v in value)
+    return to_bytes(value, "value")
+
+
+class TableDocument(LineDocument):
+    """A postmap(1) source file."""
+
+    def _parse_logical(self, text):
+        key, value = split_key_value(text)
+        if key[-1] == 0x3A:
+            self._note('record is in "key: value" format; is this an alias file?')
+        return key, value
+
+    def _check_key(self, raw_key):
+        check_single_line(raw_key, "key")
+        if not raw_key:
+            raise EntryError("empty key")
+        if raw_key[0] in _SPACE or raw_key[:1] == b"#":
+            raise EntryError("key %r must not start with whitespace or '#'" % printable(raw_key))
+        end, in_quotes = _key_end(raw_key + b" x")
+        if in_quotes or end != len(raw_key):
+            raise EntryError("key %r contains unquoted whitespace, an unbalanced quote or a "
+                             "trailing backslash" % printable(raw_key))
+        return raw_key
+
+    def _stored_value(self, value):
+        stored = render_value(value)
+        check_single_line(stored, "value")
+        stored = stored.strip()
+        if not stored:
+            raise EntryError("empty value: postmap needs key whitespace value")
+        return stored
+
+    def _layout(self, rec):
+        """(key as written, whitespace before the value) of a record's start line, or None."""
+        start = self._content(rec[0])
+        if start.endswith(b"\r"):
+            start = start[:-1]
+        start = c_string(start)
+        end, in_quotes = _key_end(start)
+        if in_quotes:
+            return None
+        rest = start[end:]
+        return start[:end], rest[:len(rest) - len(rest.lstrip(WHITESPACE))]
+
+    def _render_existing(self, rec, raw_key, stored):
+        layout = self._layout(rec)
+        if layout is None or self.fold_key(layout[0]) != rec[2]:
+            return raw_key + b"\t" + stored
+        written, sep = layout
+        return written + (sep or b"\t") + stored
+
+    def _render_new(self, raw_key, stored, ref_rec):
+        sep = b"\t"
+        layout = self._layout(ref_rec) if ref_rec is not None else None
+        if layout is not None:
+            sep = aligned_separator(raw_key, layout[0], layout[1], b"\t")
+        return raw_key + sep + stored
+
+
+def parse(data, path, fold=True, smtputf8=True, strict=True):
+    """Parse postmap(1) source ``data`` (bytes) read from ``path`` (used in messages).
+
+    ``fold=False`` keeps key case (postmap -f).  ``smtputf8`` as smtputf8_enable: non-UTF-8
+    lines are skipped with a warning, non-ASCII keys fully case-folded.  ``strict`` (the
+    default) raises ParseError ``path:line: message`` for lines postmap would skip as
+    malformed (no value, unbalanced quote, text before the first entry that starts with
+    whitespace); ``strict=False`` reports them as warnings, like postmap.
+    """
+    return TableDocument(data, path, fold=fold, smtputf8=smtputf8, strict=strict)
+
+
+__all__ = ["parse", "TableDocument", "split_key_value", "render_value", "EntryError", "ERROR"]
