@@ -58,9 +58,13 @@ class LineProblem(Exception):
         self.kind = kind
 
 
+_CONTROLS = dict.fromkeys(list(range(0x20)) + [0x7F], "?")
+
+
 def printable(data):
-    """Bytes shown in a message: UTF-8 where valid, escapes otherwise."""
-    return data.decode("utf-8", "backslashreplace")
+    """Bytes shown in a message: UTF-8 where valid, escapes otherwise, and control
+    characters as '?' (as printable.c does)."""
+    return data.decode("utf-8", "backslashreplace").translate(_CONTROLS)
 
 
 def utf8_line_ok(line):
@@ -171,8 +175,9 @@ class LineDocument(object):
         self.strict = strict
         self._data = data
         self._lines, self._terminated = split_lines(data)
-        self._crlf = bool(self._lines) and self._lines[0].endswith(b"\r") and (
-            len(self._lines) > 1 or self._terminated)
+        # New lines end like the last terminated line.
+        last = len(self._lines) - (1 if self._terminated else 2)
+        self._crlf = last >= 0 and self._lines[last].endswith(b"\r")
         # One record per valid logical line: [start line index, continuation line
         # indexes or None, folded key, stored value].  Removed records become None.
         self._records = []
@@ -339,10 +344,15 @@ class LineDocument(object):
         return text
 
     def _last_record(self):
+        """The record whose layout new entries copy: the last one of the original text
+        (entries appended earlier may have had to give up the alignment)."""
+        fallback = None
         for rec in reversed(self._records):
             if rec is not None:
-                return rec
-        return None
+                if rec[0] < len(self._lines):
+                    return rec
+                fallback = fallback or rec
+        return fallback
 
     def _eol(self, i=None):
         if i is not None and i < len(self._lines):
@@ -443,11 +453,15 @@ class LineDocument(object):
         out = list(lines)
         for i, content in edits.items():
             out[i] = content
+        if self._crlf and not self._terminated and out[-1] is not None and not out[-1].endswith(b"\r"):
+            out[-1] += b"\r"       # it gets a newline below if anything follows it
         kept = [x for x in out if x is not None]
         appended = [x for x in self._appended if x is not None]
         # The original last line keeps its missing newline unless something follows it.
         last_untouched = (not self._terminated and n and (n - 1) not in edits)
         body = b"\n".join(kept)
+        if last_untouched and not appended and self._crlf and kept:
+            kept[-1] = kept[-1][:-1]
         if kept and (appended or not last_untouched):
             body += b"\n"
         if appended:

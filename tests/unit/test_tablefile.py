@@ -1,0 +1,384 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Lookup-table source engine: lossless round trip, edits, errors, and real postmap as oracle.
+
+The oracle compiles each source with ``postmap -c CONFIG cdb:FILE`` and reads the cdb
+records directly (postmap 3.7 cannot dump cdb with -s); cdb stores no NUL, so records
+compare byte for byte, in order.
+"""
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible_collections.mailops.postfix.plugins.module_utils import _tablefile
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import EntryError
+
+POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def read_cdb(path):
+    """Every (key, value) of a cdb file in file order (records precede the hash tables)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = min(struct.unpack_from("<256I", data)[::2])
+    out = []
+    pos = 2048
+    while pos < end:
+        klen, dlen = struct.unpack_from("<II", data, pos)
+        pos += 8
+        out.append((data[pos:pos + klen], data[pos + klen:pos + klen + dlen]))
+        pos += klen + dlen
+    return out
+
+
+_LINE_WARNING = re.compile(r"^\S+: warning: .*?, line (\d+): (.*)$")
+
+
+class Oracle(object):
+    """Real postmap with its own main.cf (smtputf8 on or off)."""
+
+    def __init__(self, root, smtputf8):
+        self.root = root
+        self.config = os.path.join(root, "cf")
+        os.makedirs(self.config)
+        with open(os.path.join(self.config, "main.cf"), "w") as f:
+            f.write("compatibility_level = 3.6\nmyhostname = oracle.example\nsmtputf8_enable = %s\n"
+                    % ("yes" if smtputf8 else "no"))
+        self.count = 0
+
+    def compile(self, data, tool=POSTMAP, options=()):
+        """(records, line warnings [(line, message)], other warnings) of real postmap."""
+        self.count += 1
+        path = os.path.join(self.root, "src%d" % self.count)
+        with open(path, "wb") as f:
+            f.write(data)
+        proc = subprocess.run([tool, "-c", self.config] + list(options) + ["cdb:" + path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        err = proc.stderr.decode("utf-8", "surrogateescape")
+        assert proc.returncode == 0, err
+        records = read_cdb(path + ".cdb")
+        os.unlink(path)
+        os.unlink(path + ".cdb")
+        lines, other = [], []
+        for text in err.splitlines():
+            m = _LINE_WARNING.match(text)
+            if m:
+                lines.append((int(m.group(1)), m.group(2)))
+            else:
+                other.append(text)
+        return records, lines, other
+
+
+@pytest.fixture(scope="module")
+def oracles(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("postmap"))
+    return {True: Oracle(os.path.join(root, "utf8"), True), False: Oracle(os.path.join(root, "ascii"), False)}
+
+
+def _ascii(text):
+    """Postfix prints non-ASCII bytes as '?' when SMTPUTF8 is off: compare that way."""
+    text = re.sub(r"\\x[0-9a-f]{2}", "?", text)
+    return bytes(c if c < 0x80 else 0x3F for c in text.encode("utf-8", "surrogateescape"))
+
+
+def _kind(message):
+    """Compare warnings by what they say, not by how the offending bytes are printed."""
+    return message.split('"')[0].split("'")[0].strip()
+
+
+def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
+    doc = _tablefile.parse(data, "src", fold=fold, smtputf8=smtputf8, strict=False)
+    ours, warnings = doc.records()
+    theirs, line_warnings, other = oracle.compile(data, options=() if fold else ("-f",))
+    assert ours == theirs
+    our_lines = sorted((w.line, _kind(w.message)) for w in warnings
+                       if "duplicate entry" not in w.message and "must not start" not in w.message)
+    assert our_lines == sorted((n, _kind(m)) for n, m in line_warnings)
+    assert sorted(_ascii(w.message) for w in warnings if "duplicate entry" in w.message) == sorted(
+        _ascii('duplicate entry: "%s"' % t.split('duplicate entry: "', 1)[1][:-1]) for t in other
+        if "duplicate entry" in t)
+    assert len([w for w in warnings if "must not start" in w.message]) == len(
+        [t for t in other if "must not start" in t])
+    assert len(other) == len([w for w in warnings if "duplicate entry" in w.message or "must not start" in w.message])
+    assert doc.render() == data
+    return doc
+
+
+# -- generated sources ---------------------------------------------------------------------
+KEYS = st.sampled_from([
+    "user@example.com", "User@Example.COM", "a.b+c@x.org", "@example.net", "example.com", "STRASSEß@X",
+    "strasse@x", "Ärger@büro.de", "ÄRGER@BÜRO.DE", "İstanbul@x", "ǅx@y", "ﬁle@x", '"a b"@x', '"quoted"',
+    "back\\ slash", "key:", "x", "X", "dup", "DUP", "192.168.1.0", "ΣΊΣΥΦΟΣ@x",
+])
+WORDS = st.sampled_from(["local", "a@b.c", "smtp:[relay]:587", "OK", "REJECT go away", "x,y", "ümlaut",
+                         "error:5.1.1 nope", "dup", "\tTab"])
+
+
+@st.composite
+def value_lines(draw):
+    """A value, possibly spread over continuation lines (with comments and blanks between)."""
+    words = draw(st.lists(WORDS, min_size=1, max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        words.append("v" * draw(st.integers(300, 5000)))
+    first, rest = words[0], words[1:]
+    out = [first + draw(st.sampled_from(["", " ", "\t "]))]
+    for w in rest:
+        if draw(st.booleans()):
+            out.append(draw(st.sampled_from(["# comment", "  # indented comment", "", "   "])))
+        out.append(draw(st.sampled_from([" ", "\t", "    "])) + w)
+    return out
+
+
+@st.composite
+def table_sources(draw):
+    lines = []
+    if draw(st.integers(0, 9)) == 0:
+        lines.append(draw(st.sampled_from(["  orphan text", "\tlone continuation", " a b"])))
+    for _ in range(draw(st.integers(0, 14))):
+        kind = draw(st.integers(0, 19))
+        if kind < 11:
+            key = draw(KEYS)
+            sep = draw(st.sampled_from([" ", "\t", "\t\t", "        ", " \t"]))
+            vals = draw(value_lines())
+            lines.append(key + sep + vals[0])
+            lines.extend(vals[1:])
+        elif kind < 13:
+            lines.append(draw(st.sampled_from(["# comment", "#", "  # indented", "#user@x value"])))
+        elif kind < 15:
+            lines.append(draw(st.sampled_from(["", "   ", "\t"])))
+        elif kind == 15:
+            lines.append(draw(st.sampled_from(["novalue", "novalue   ", '"unbalanced key value', "trailing\\"])))
+        elif kind == 16:
+            lines.append(draw(st.sampled_from(["\udcff\udcfe@x value", "key \udce9t\udce9", "k\udcc3 v"])))
+        elif kind == 17:
+            lines.append(draw(st.sampled_from(["nul\0in key v", "k v\0after", "\0lead v"])))
+        elif kind == 18:
+            lines.append(draw(st.sampled_from(["\x0bvt v", "k\x0cv v2", "k\x7fdel v"])))
+        else:
+            lines.append(draw(KEYS) + ": " + draw(WORDS))
+    eol = draw(st.sampled_from(["\n", "\r\n", "mixed"]))
+    out = []
+    for line in lines:
+        e = eol if eol != "mixed" else draw(st.sampled_from(["\n", "\r\n"]))
+        out.append(line.encode("utf-8", "surrogateescape") + e.encode())
+    data = b"".join(out)
+    if data and draw(st.booleans()):
+        data = data.rstrip(b"\r\n")
+    return data
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=table_sources(), smtputf8=st.booleans())
+def test_records_match_real_postmap(oracles, data, smtputf8):
+    assert_same_as_postmap(oracles[smtputf8], data, smtputf8)
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(data=table_sources())
+def test_no_folding_matches_postmap_f(oracles, data):
+    assert_same_as_postmap(oracles[True], data, True, fold=False)
+
+
+def test_documented_examples_against_postmap(oracles):
+    data = (b"a b\n#c\n  d\n\n e\n   # x\n\tf\nA dup\nSTRASSE\xc3\x9f@X v\nk:  v2\nnoval\n"
+            b'"q k" v v  \r\n\xff\xfe z\n')
+    doc = assert_same_as_postmap(oracles[True], data, True)
+    records, warnings = doc.records()
+    assert records == [(b"a", b"b  d e\tf"), (b"strassess@x", b"v"), (b"k:", b"v2"), (b'"q k"', b"v v")]
+    assert [str(w) for w in warnings] == [
+        'src:10: record is in "key: value" format; is this an alias file?',
+        "src:11: expected format: key whitespace value",
+        'src:13: non-UTF-8 input "\\xff\\xfe z" -- ignoring this line',
+        'src:8: duplicate entry: "a"',
+    ]
+
+
+def test_large_table_with_long_values_against_postmap(oracles):
+    lines = [b"# generated\n"]
+    for i in range(20000):
+        lines.append(b"User%d+Tag@Example%d.COM\tlocal%d, %s\n" % (i, i % 50, i, b"x" * (i % 7 * 300)))
+        if i % 997 == 0:
+            lines.append(b"user%d+tag@example%d.com\tduplicate\n" % (i, i % 50))
+    assert_same_as_postmap(oracles[True], b"".join(lines), True)
+
+
+# -- lossless and robust -------------------------------------------------------------------
+PHYSICAL = st.one_of(
+    st.sampled_from([b"key value", b"Key\tValue  ", b"# comment", b"  # c", b"", b"  ", b"\tcont inued",
+                     b" x", b"novalue", b'"q x" v', b"k\\ ey v", b"\xff\xfe", b"k \xc3\xa9", b"a\0b c",
+                     b"\x0b", b"#", b"k: v", b"\r"]),
+    st.binary(max_size=20),
+)
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(lines=st.lists(PHYSICAL, max_size=12), eols=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=12,
+                                                                     max_size=12), final=st.booleans())
+def test_round_trip_is_byte_identical(lines, eols, final):
+    data = b"".join(line + eol for line, eol in zip(lines, eols))
+    if final:
+        data = data.rstrip(b"\n")
+    doc = _tablefile.parse(data, "t", strict=False)
+    assert doc.render() == data
+    doc.records()
+    doc.entries()
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(data=st.binary(max_size=300), strict=st.booleans(), smtputf8=st.booleans())
+def test_garbage_gives_parse_error_or_a_document(data, strict, smtputf8):
+    try:
+        doc = _tablefile.parse(data, "g", strict=strict, smtputf8=smtputf8)
+    except ParseError as e:
+        assert str(e).startswith("g:%d: " % e.line)
+        return
+    assert doc.render() == data
+    doc.records()
+
+
+# -- edits ---------------------------------------------------------------------------------
+EDIT_KEYS = st.sampled_from(["user@example.com", "USER@example.com", "new@x", "STRASSEß@X", "dup", "x", "k"])
+EDIT_VALUES = st.one_of(st.sampled_from(["v1", "local, other@x", "smtp:[h]:25", "ümlaut"]),
+                        st.lists(st.sampled_from(["a", "b@c", "d e"]), min_size=1, max_size=3))
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=table_sources(), ops=st.lists(st.tuples(st.sampled_from(["set", "remove"]), EDIT_KEYS, EDIT_VALUES),
+                                          max_size=6))
+def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
+    doc = _tablefile.parse(data, "t", strict=False)
+    lines = data.split(b"\n")
+    before, _ = doc.records()
+    model = dict(before)
+    touched = set()
+    fold = doc.fold_key
+    for op, key, value in ops:
+        k = fold(key.encode())
+        for rec in doc._records:
+            if rec is not None and rec[2] == k and rec[0] < len(lines):
+                touched.add(rec[0])
+                touched.update(rec[1] or ())
+        if op == "set":
+            doc.set(key, value)
+            model[k] = _tablefile.render_value(value)
+        else:
+            assert doc.remove(key) == (k in model)
+            model.pop(k, None)
+    out = doc.render()
+    again = _tablefile.parse(out, "t", strict=False)
+    records, _ = again.records()
+    assert records == list(model.items())
+    # Every untouched physical line is still there, in order.
+    kept = [line for i, line in enumerate(lines) if i not in touched]
+    it = iter(out.split(b"\n"))
+    for line in kept[:-1]:
+        assert any(line == other for other in it)
+    assert again.records()[0] == records
+
+
+def test_set_keeps_layout_case_and_comments():
+    data = (b"# virtual\n"
+            b"Info@Example.com        alice\n"
+            b"sales@example.com       bob,\n"
+            b"  # who else\n"
+            b"    carol\n"
+            b"other@example.com\tdave\r\n")
+    doc = _tablefile.parse(data, "v")
+    assert doc.set("info@example.com", "alice") is False          # same value: untouched
+    assert doc.set("SALES@example.com", ["bob", "erin"]) is True
+    assert doc.set("other@example.com", "frank") is True
+    assert doc.set("new@example.com", "gina") is True
+    assert doc.render() == (b"# virtual\n"
+                            b"Info@Example.com        alice\n"
+                            b"sales@example.com       bob, erin\n"
+                            b"  # who else\n"
+                            b"other@example.com\tfrank\r\n"
+                            b"new@example.com\tgina\r\n")
+    doc = _tablefile.parse(b"a@x             1\nbb@x            2", "v")
+    doc.set("longer-key@example.com", "3")
+    doc.set("c@x", "4")
+    assert doc.render() == (b"a@x             1\nbb@x            2\n"
+                            b"longer-key@example.com 3\nc@x             4\n")
+    doc = _tablefile.parse(b"a@x\t\t1\n", "v")
+    doc.set("verylongkey@x", "2")
+    doc.set("b@x", "3")
+    assert doc.render() == b"a@x\t\t1\nverylongkey@x\t2\nb@x\t\t3\n"
+
+
+def test_remove_duplicates_and_exclusive_mode_keep_comments():
+    data = b"# head\na 1\n# mid\nb 2\n  b2\n\nA 3\nc 4\n# tail\n"
+    doc = _tablefile.parse(data, "t")
+    assert doc.keys() == [b"a", b"b", b"c"]
+    assert doc.remove("b") is True
+    assert doc.remove("b") is False
+    assert doc.render() == b"# head\na 1\n# mid\n\nA 3\nc 4\n# tail\n"
+    assert doc.keep_only(["C"]) == [b"a"]
+    assert doc.render() == b"# head\n# mid\n\nc 4\n# tail\n"
+    doc = _tablefile.parse(data, "t")
+    assert doc.set("a", "9") is True                # first replaced, duplicate removed
+    assert doc.render() == b"# head\na 9\n# mid\nb 2\n  b2\n\nc 4\n# tail\n"
+    doc = _tablefile.parse(b"a 1\nb 2", "t")
+    doc.remove("b")
+    assert doc.render() == b"a 1\n"
+    doc = _tablefile.parse(b"a 1\nb 2", "t")
+    doc.set("c", "3")
+    assert doc.render() == b"a 1\nb 2\nc 3\n"
+    doc = _tablefile.parse(b"", "t")
+    doc.set("c", "3")
+    assert doc.render() == b"c\t3\n"
+
+
+@pytest.mark.parametrize("key,value", [
+    ("a\nb", "v"), ("a", "v\nw"), ("a", "v\rw"), ("a\0", "v"), ("a b", "v"), ("#a", "v"), (" a", "v"),
+    ('"a', "v"), ("a\\", "v"), ("", "v"), ("a", ""), ("a", "   "), ("a", []), (b"\xff\xfe", "v"),
+    ("a", b"\xc3"), ("a", ["x\ny"]), (5, "v"),
+])
+def test_refuses_injection(key, value):
+    doc = _tablefile.parse(b"x 1\n", "t")
+    with pytest.raises(EntryError) as e:
+        doc.set(key, value)
+    assert isinstance(e.value, PostfixError) and isinstance(e.value, ValueError)
+    assert doc.render() == b"x 1\n"
+
+
+def test_quoted_keys_can_be_set():
+    doc = _tablefile.parse(b"", "t")
+    doc.set('"a b"@x', "v")
+    doc.set("a\\ b", "w")
+    assert _tablefile.parse(doc.render(), "t").records()[0] == [(b'"a b"@x', b"v"), (b"a\\ b", b"w")]
+
+
+@pytest.mark.parametrize("data,line,message", [
+    (b"# c\n\nok v\nnovalue\nx y\n", 4, "expected format: key whitespace value"),
+    (b"ok v\n  cont\n# c\nnovalue   \r\n", 4, "expected format: key whitespace value"),
+    (b'ok v\n"a b\n', 2, "unbalanced '\"' in '\"a b' -- ignoring this line"),
+    (b"# c\n  orphan\nok v\n", 2, 'logical line must not start with whitespace: "orphan"'),
+])
+def test_errors_name_the_line(data, line, message):
+    with pytest.raises(ParseError) as e:
+        _tablefile.parse(data, "/p/virtual")
+    assert str(e.value) == "/p/virtual:%d: %s" % (line, message)
+    doc = _tablefile.parse(data, "/p/virtual", strict=False)
+    assert [(w.line, w.message) for w in doc.warnings] == [(line, message)]
+
+
+def test_hundred_thousand_lines_parse_and_edit():
+    data = b"".join(b"user%d@example%d.com\tlocal%d, other@x.org\n" % (i, i % 100, i) for i in range(100000))
+    doc = _tablefile.parse(data, "v")
+    records, warnings = doc.records()
+    assert len(records) == 100000 and not warnings
+    for i in range(0, 100000, 5000):
+        doc.set("user%d@example%d.com" % (i, i % 100), "changed")
+    doc.remove("user1@example1.com")
+    out = doc.render()
+    assert out.count(b"changed") == 20 and len(out.split(b"\n")) == 100000
+    assert len(doc.keep_only([b"user2@example2.com"])) == 99998
