@@ -1,0 +1,559 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Berkeley DB hash files (Postfix ``hash:`` tables), written and read in pure Python.
+
+The layout is libdb 5.3's hash access method, version 9 (what Debian's Postfix links):
+
+- page 0 is the meta page (``HMETA33`` in db_page.h);
+- pages 1..N hold the N buckets, N a power of two, so ``max_bucket = high_mask = N - 1``
+  and ``spares[0..log2 N] = 1`` (``BS_TO_PAGE``: bucket b is page b + 1), exactly what
+  ``__ham_init_meta`` sets up for a table created with N buckets;
+- a bucket that does not fit one page continues on ``P_HASH`` overflow pages linked by
+  next/prev, and keys or values over pagesize/4 (``ISBIG``) are ``H_OFFPAGE`` items that
+  point to chains of ``P_OVERFLOW`` pages (``__ham_add_el``, ``__db_poff``); both kinds
+  are allocated after the last bucket page, as libdb allocates them at the end of file.
+
+N is chosen so that buckets are about 85% full on average: most buckets are one page,
+the fuller ones spill onto an overflow page, and the file stays about the size postmap
+makes. libdb sizes its pages from the file system block size (``__db_open``: 4096 on
+ext4, xfs and most others); this writer always uses 4096, which every libdb reads.
+The reader takes any page size and either byte order.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+from array import array
+from bisect import bisect_right
+from itertools import accumulate, count, islice, repeat
+from operator import eq, itemgetter, sub
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+
+SUFFIX = ".db"
+NUL_TERMINATED = True
+
+PAGESIZE = 4096
+
+# db_page.h
+_HASHMAGIC = 0x061561
+_HASHVERSION = 9
+_P_HASH_UNSORTED = 2
+_P_OVERFLOW = 7
+_P_HASHMETA = 8
+_P_HASH = 13
+_H_KEYDATA = 1
+_H_OFFPAGE = 3
+_OVERHEAD = 26  # SIZEOF_PAGE: no checksum, no encryption
+_DBMETASIZE = 512
+_NCACHED = 32
+_DBMETA_CHKSUM = 0x01
+_DB_HASH_SUBDB = 0x02
+_OTHER_MAGIC = {0x053162: "btree", 0x042253: "queue", 0x074582: "heap"}
+
+# dict_db.c: Postfix asks for DICT_DB_NELM (4096) elements and no fill factor; libdb
+# stores h_nelem in the meta page and adds one for every record put (__ham_add_el).
+_POSTFIX_NELEM = 4096
+# hash.h CHARKEY "%$sniglet^&" with its NUL, hashed by __ham_func5.
+_CHARKEY_HASH = 0x5E688DD1
+
+_FNV_PRIME = 16777619
+
+# Average bucket fill the writer aims for (see module docstring).
+_FILL = 0.85
+# Keys hashed per batch by the lane hasher (bounds its memory).
+_HASH_BATCH = 65536
+
+# lsn (not logged: file 0, offset 1), pgno, prev_pgno, next_pgno, entries, hf_offset,
+# level, type (PAGE in db_page.h).
+_PAGE_HEADER = struct.Struct("<IIIIIHHBB")
+_OFFPAGE = struct.Struct("<B3xII")  # HOFFPAGE: type, unused[3], pgno, tlen
+
+
+def _fnv1(data):
+    """__ham_func5 (hash_func.c): 32-bit FNV-1."""
+    h = 0
+    for c in data:
+        h = ((h * _FNV_PRIME) & 0xFFFFFFFF) ^ c
+    return h
+
+
+def _bucket_hashes(keys, bits):
+    """The low ``bits`` bits of __ham_func5 of every key, as an array of ints.
+
+    Computes many hashes at once: each key gets a lane in one big integer, and every
+    step of FNV-1 (multiply, keep the low bits, xor a byte) is done for all lanes by a
+    few big-integer operations. Keys are left-padded with NULs to a common length,
+    which does not change the hash because FNV-1 starts from 0. The low bits of FNV-1
+    depend only on the low bits of the state, so the state is cut to ``bits`` bits.
+    """
+    out = array("I")
+    if not keys:
+        return out
+    if bits <= 23:
+        width, mult = 4, _FNV_PRIME & ((1 << bits) - 1)  # (2**23 - 1) * 0x193 < 2**32
+    else:
+        bits, width, mult = 32, 8, _FNV_PRIME  # (2**32 - 1) * prime < 2**57
+    lane_mask = ((1 << bits) - 1).to_bytes(width, "little")
+    for start in range(0, len(keys), _HASH_BATCH):
+        batch = keys[start:start + _HASH_BATCH]
+        n = len(batch)
+        lengths = list(map(len, batch))
+        longest, fixed = _lane_length(lengths)
+        if longest < max(lengths):
+            # A few very long keys: hash those one by one instead of padding all to them.
+            batch = [k if len(k) <= longest else b"" for k in batch]
+        mask = int.from_bytes(lane_mask * n, "little")
+        padded = b"".join(map(bytes.rjust, batch, repeat(longest, n), repeat(b"\0", n)))
+        lanes = bytearray(width * n)
+        state = 0
+        for col in range(longest):
+            lanes[0::width] = padded[col::longest]
+            state = ((state * mult) & mask) ^ int.from_bytes(lanes, "little")
+        del padded, lanes
+        part = array("I" if width == 4 else "Q")
+        part.frombytes(state.to_bytes(width * n, "little"))
+        if sys.byteorder == "big":
+            part.byteswap()
+        if width == 8:
+            part = array("I", part)
+        for i in fixed:
+            part[i] = _fnv1(keys[start + i]) & ((1 << bits) - 1)
+        out.extend(part)
+    return out
+
+
+def _lane_length(lengths):
+    """The padded length for a batch, and the indexes of keys longer than it.
+
+    Padding every key to the longest one costs (keys x longest) lane steps; a key hashed
+    alone costs about 14 lane steps per byte. Pick the cut that costs least.
+    """
+    longest = max(lengths)
+    if longest <= 64:
+        return longest, ()
+    n = len(lengths)
+    counts = {}
+    for length in lengths:
+        counts[length] = counts.get(length, 0) + 1
+    best, best_cost = longest, n * longest
+    above = sum(lengths)
+    for length in sorted(counts):
+        above -= counts[length] * length
+        cost = n * length + 14 * above
+        if cost < best_cost:
+            best, best_cost = length, cost
+    if best == longest:
+        return longest, ()
+    return best, [i for i, length in enumerate(lengths) if length > best]
+
+
+class _Writer(object):
+    """Page assembly and placement for one output file."""
+
+    def __init__(self, fd, path, nbuckets, pagesize=PAGESIZE):
+        self.fd = fd
+        self.path = path
+        self.pagesize = pagesize
+        self.usable = pagesize - _OVERHEAD
+        self.big = pagesize // 4  # ISBIG: longer items go off-page (hash.h MINFILL)
+        self.zeros = bytes(pagesize)
+        self.next_pgno = nbuckets + 1  # first page after the buckets
+        self.bucket_pages = []
+        self.bucket_offset = pagesize
+        self.tail_pages = []
+        self.tail_offset = self.next_pgno * pagesize
+
+    # -- output -------------------------------------------------------------------------
+    def _pwrite(self, data, offset):
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, offset)
+            view = view[done:]
+            offset += done
+
+    def _flush(self):
+        if self.bucket_pages:
+            data = b"".join(self.bucket_pages)
+            self._pwrite(data, self.bucket_offset)
+            self.bucket_offset += len(data)
+            self.bucket_pages = []
+        if self.tail_pages:
+            data = b"".join(self.tail_pages)
+            self._pwrite(data, self.tail_offset)
+            self.tail_offset += len(data)
+            self.tail_pages = []
+
+    def _add_tail(self, page):
+        self.tail_pages.append(page)
+        if len(self.tail_pages) >= 256:
+            self._flush()
+
+    def _allocate(self):
+        pgno = self.next_pgno
+        self.next_pgno += 1
+        return pgno
+
+    # -- pages --------------------------------------------------------------------------
+    def _hash_page(self, pgno, prev, nxt, items, sizes, encoded):
+        """A P_HASH page holding ``items`` (key, data, key, data...) in index order.
+
+        Items are packed from the end of the page down, item 0 highest, as libdb places
+        them (__ham_insertpair). Raw items get the H_KEYDATA type byte; encoded ones
+        (``encoded``) carry their type byte already.
+        """
+        ps = self.pagesize
+        n = len(items)
+        if encoded:
+            data = b"".join(reversed(items))
+            offsets = map(sub, repeat(ps), accumulate(sizes))
+        else:
+            data = b"\x01" + b"\x01".join(reversed(items)) if n else b""
+            offsets = map(sub, map(sub, repeat(ps - 1), accumulate(sizes)), count())
+        inp = struct.pack("<%dH" % n, *offsets)
+        hf_offset = ps - len(data)
+        header = _PAGE_HEADER.pack(0, 1, pgno, prev, nxt, n, hf_offset, 0, _P_HASH)
+        return b"".join((header, inp, self.zeros[:hf_offset - _OVERHEAD - 2 * n], data))
+
+    def _offpage(self, item):
+        """Store ``item`` on a chain of P_OVERFLOW pages (__db_poff); its HOFFPAGE stub."""
+        space = self.usable
+        total = len(item)
+        first = pgno = self._allocate()
+        prev = 0
+        for start in range(0, total, space):
+            chunk = item[start:start + space]
+            nxt = self._allocate() if start + space < total else 0
+            # OV_REF (entries) is 1, OV_LEN (hf_offset) the bytes on this page.
+            header = _PAGE_HEADER.pack(0, 1, pgno, prev, nxt, 1, len(chunk), 0, _P_OVERFLOW)
+            self._add_tail(b"".join((header, chunk, self.zeros[:space - len(chunk)])))
+            prev, pgno = pgno, nxt
+        return _OFFPAGE.pack(_H_OFFPAGE, first, total)
+
+    def bucket(self, pgno, items):
+        """Write one bucket: ``items`` is its sorted flat key, data, key, data... list."""
+        sizes = list(map(len, items))
+        if (sum(sizes) + 3 * len(items) <= self.usable) and (not sizes or max(sizes) <= self.big):
+            self.bucket_pages.append(self._hash_page(pgno, 0, 0, items, sizes, False))
+        else:
+            self._long_bucket(pgno, items, sizes)
+        if len(self.bucket_pages) >= 256:
+            self._flush()
+
+    def _long_bucket(self, pgno, items, sizes):
+        """A bucket with big items or more pairs than one page holds."""
+        big = self.big
+        if max(sizes) > big:
+            items = [b"\x01" + item if size <= big else self._offpage(item)
+                     for item, size in zip(items, sizes)]
+            sizes = list(map(len, items))
+            encoded = True
+        else:
+            encoded = False
+        # Page space per pair: two index slots, plus the type bytes of raw items.
+        extra = 4 if encoded else 6
+        pair_sizes = map(sum, zip(islice(sizes, 0, None, 2), islice(sizes, 1, None, 2), repeat(extra)))
+        ends = list(accumulate(pair_sizes))
+        npairs = len(ends)
+        cuts = [0]
+        used = 0
+        while cuts[-1] < npairs:
+            last = bisect_right(ends, used + self.usable, cuts[-1])
+            used = ends[last - 1]
+            cuts.append(last)
+        pgnos = [pgno] + [self._allocate() for dummy in range(len(cuts) - 2)]
+        for i, this in enumerate(pgnos):
+            lo, hi = 2 * cuts[i], 2 * cuts[i + 1]
+            page = self._hash_page(this, pgnos[i - 1] if i else 0, pgnos[i + 1] if i + 1 < len(pgnos) else 0,
+                                   items[lo:hi], sizes[lo:hi], encoded)
+            if i:
+                self._add_tail(page)
+            else:
+                self.bucket_pages.append(page)
+
+    def meta(self, nbuckets, nrecords):
+        """The meta page (__ham_init_meta), written last when the page count is known."""
+        self._flush()
+        st = os.fstat(self.fd)
+        # __os_fileid: ino[4] dev[4] unique-ID[4] serial[4] empty[4]; the unique ID is
+        # random and the serial starts at the pid.
+        uid = struct.pack("<II4sI4x", st.st_ino & 0xFFFFFFFF, st.st_dev & 0xFFFFFFFF, os.urandom(4),
+                          os.getpid() & 0xFFFFFFFF)
+        log2 = nbuckets.bit_length() - 1
+        spares = [1] * (log2 + 1) + [0] * (_NCACHED - log2 - 1)
+        page = bytearray(self.pagesize)
+        struct.pack_into("<6I3Bx6I20s", page, 0,
+                         0, 1, 0, _HASHMAGIC, _HASHVERSION, self.pagesize, 0, _P_HASHMETA, 0,
+                         0, self.next_pgno - 1, 0, 0, 0, 0, uid)
+        struct.pack_into("<6I32I", page, 72, nbuckets - 1, nbuckets - 1, (nbuckets >> 1) - 1, 0,
+                         (_POSTFIX_NELEM + nrecords) & 0xFFFFFFFF, _CHARKEY_HASH, *spares)
+        self._pwrite(page, 0)
+
+
+def _choose_buckets(keys, values, usable, big):
+    """The power-of-two bucket count for these records (at least 2, as libdb)."""
+    klen = list(map(len, keys))
+    vlen = list(map(len, values))
+    if (max(klen, default=0) > big) or (max(vlen, default=0) > big):
+        total = sum(n + 3 if n <= big else 14 for n in klen + vlen)
+    else:
+        total = sum(klen) + sum(vlen) + 6 * len(klen)
+    wanted = int(total / (usable * _FILL)) + 1
+    nbuckets = 2
+    while nbuckets < wanted:
+        nbuckets <<= 1
+    return nbuckets
+
+
+def write(path, records):
+    """Write ``records`` ((key, value) bytes pairs, unique keys) as a new hash file."""
+    try:
+        ordered = sorted(records, key=itemgetter(0))
+        keys = list(map(bytes, map(itemgetter(0), ordered)))
+        values = list(map(bytes, map(itemgetter(1), ordered)))
+    except (TypeError, ValueError, IndexError):
+        raise PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
+    nrecords = len(keys)
+    if any(map(eq, keys, islice(keys, 1, None))):
+        dup = next(k for k, n in zip(keys, islice(keys, 1, None)) if k == n)
+        raise PostfixError("%s: duplicate key %r" % (path, dup))
+    nbuckets = _choose_buckets(keys, values, PAGESIZE - _OVERHEAD, PAGESIZE // 4)
+    if nbuckets > 1 << 31:
+        raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
+    mask = nbuckets - 1
+    hashes = _bucket_hashes(keys, mask.bit_length())
+    groups = [[] for dummy in range(nbuckets)]
+    for bucket, key, value in zip(hashes, keys, values):
+        group = groups[bucket & mask]
+        group.append(key)
+        group.append(value)
+    del hashes, keys, values, ordered
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise PostfixError("%s: cannot create: %s" % (path, exc.strerror))
+    try:
+        writer = _Writer(fd, path, nbuckets)
+        for bucket in range(nbuckets):
+            writer.bucket(bucket + 1, groups[bucket])
+            groups[bucket] = None
+        writer.meta(nbuckets, nrecords)
+    except OSError as exc:
+        raise PostfixError("%s: cannot write: %s" % (path, exc.strerror))
+    finally:
+        os.close(fd)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def _log2(num):
+    """__db_log2 (db_log2.c): the smallest i with 2**i >= num."""
+    return (num - 1).bit_length() if num > 1 else 0
+
+
+class _File(object):
+    """An open hash file: its meta data and checked access to its pages."""
+
+    def __init__(self, path, whole=False):
+        self.path = path
+        self.map = None
+        try:
+            self.file = open(path, "rb")
+        except OSError as exc:
+            raise PostfixError("%s: cannot open: %s" % (path, exc.strerror))
+        try:
+            self.size = os.fstat(self.file.fileno()).st_size
+            head = self.file.read(_DBMETASIZE)
+            self._meta(head)
+            if whole:
+                self.map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            self.close()
+            raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        self.file.close()
+
+    def bad(self, why):
+        return PostfixError("%s: not a Berkeley DB hash file (%s)" % (self.path, why))
+
+    def _meta(self, head):
+        if len(head) < _DBMETASIZE:
+            raise self.bad("%d bytes, shorter than a meta page" % len(head))
+        for order in "<>":
+            magic = struct.unpack_from(order + "I", head, 12)[0]
+            if magic == _HASHMAGIC or magic in _OTHER_MAGIC:
+                break
+        else:
+            raise self.bad("no Berkeley DB magic number")
+        if magic != _HASHMAGIC:
+            raise self.bad("it is a Berkeley DB %s file" % _OTHER_MAGIC[magic])
+        self.order = order
+        (version, pagesize, encrypt, ptype, metaflags, last_pgno, flags) = struct.unpack_from(
+            order + "IIBBBx4xI12xI", head, 16)
+        if version not in (8, 9):
+            raise self.bad("unsupported hash version %d" % version)
+        if pagesize < 512 or pagesize > 65536 or pagesize & (pagesize - 1):
+            raise self.bad("impossible page size %d" % pagesize)
+        if ptype != _P_HASHMETA:
+            raise self.bad("meta page has type %d" % ptype)
+        if encrypt or metaflags & _DBMETA_CHKSUM:
+            raise self.bad("encrypted or checksummed files are not supported")
+        if flags & _DB_HASH_SUBDB:
+            raise self.bad("files with subdatabases are not supported")
+        fields = struct.unpack_from(order + "6I32I", head, 72)
+        self.max_bucket, self.high_mask, self.low_mask, dummy, dummy, charkey = fields[:6]
+        self.spares = fields[6:]
+        if charkey != _CHARKEY_HASH:
+            raise self.bad("it uses an unknown hash function")
+        if self.max_bucket > last_pgno:
+            raise self.bad("max_bucket %d beyond the last page %d" % (self.max_bucket, last_pgno))
+        self.pagesize = pagesize
+        self.last_pgno = last_pgno
+        self.header = struct.Struct(order + "8xIIIHHBB")
+        self.offpage = struct.Struct(order + "4xII")
+
+    def page(self, pgno):
+        """The bytes of page ``pgno``, or None for a page never written (all zero)."""
+        if pgno > self.last_pgno:
+            raise self.bad("page %d referenced, the last page is %d" % (pgno, self.last_pgno))
+        start = pgno * self.pagesize
+        if start + self.pagesize > self.size:
+            raise self.bad("truncated: page %d is past the end of the file" % pgno)
+        if self.map is not None:
+            data = self.map[start:start + self.pagesize]
+        else:
+            data = os.pread(self.file.fileno(), self.pagesize, start)
+            if len(data) != self.pagesize:
+                raise self.bad("truncated: page %d is past the end of the file" % pgno)
+        return data
+
+    def bucket_pages(self, bucket):
+        """The pages of a bucket's chain, each parsed as (page bytes, item offsets)."""
+        pgno = bucket + self.spares[_log2(bucket + 1)]
+        seen = set()
+        prev = 0
+        while pgno:
+            if pgno in seen or len(seen) > self.last_pgno:
+                raise self.bad("bucket %d: page %d linked twice" % (bucket, pgno))
+            seen.add(pgno)
+            page = self.page(pgno)
+            this, prev_pgno, next_pgno, entries, dummy, dummy, ptype = self.header.unpack_from(page)
+            if ptype == 0 and not prev and not page.strip(b"\0"):
+                return  # __ham_vrfy_bucket: a bucket page that was never written is empty
+            if ptype not in (_P_HASH, _P_HASH_UNSORTED) or this != pgno or prev_pgno != prev:
+                raise self.bad("page %d: not a page of hash bucket %d" % (pgno, bucket))
+            yield pgno, page, self._offsets(page, pgno, entries)
+            prev, pgno = pgno, next_pgno
+
+    def _offsets(self, page, pgno, entries):
+        """Item (start, end) pairs of a hash page, checked as __ham_vrfy does."""
+        end = _OVERHEAD + 2 * entries
+        if entries % 2 or end > self.pagesize:
+            raise self.bad("page %d: impossible entry count %d" % (pgno, entries))
+        inp = struct.unpack_from("%s%dH" % (self.order, entries), page, _OVERHEAD)
+        high = self.pagesize
+        spans = []
+        for offset in inp:
+            if offset >= high or offset < end:
+                raise self.bad("page %d: item offsets out of order" % pgno)
+            spans.append((offset, high))
+            high = offset
+        return spans
+
+    def item(self, page, pgno, span):
+        """The bytes of one item (H_KEYDATA, or H_OFFPAGE read from its overflow chain)."""
+        start, end = span
+        itype = page[start]
+        if itype == _H_KEYDATA:
+            return page[start + 1:end]
+        if itype == _H_OFFPAGE and end - start >= _OFFPAGE.size:
+            first, length = self.offpage.unpack_from(page, start)
+            return self.overflow(first, length)
+        raise self.bad("page %d: item type %d is not a plain key or value" % (pgno, itype))
+
+    def overflow(self, pgno, length):
+        """An off-page item: ``length`` bytes on the P_OVERFLOW chain from ``pgno``."""
+        parts = []
+        have = 0
+        prev = 0
+        hops = 0
+        while True:
+            hops += 1
+            if not pgno or hops > self.last_pgno + 1:
+                raise self.bad("overflow chain for a %d-byte item is broken" % length)
+            page = self.page(pgno)
+            this, prev_pgno, next_pgno, dummy, used, dummy, ptype = self.header.unpack_from(page)
+            if ptype != _P_OVERFLOW or this != pgno or prev_pgno != prev or used > self.pagesize - _OVERHEAD:
+                raise self.bad("page %d: not an overflow page of its chain" % pgno)
+            parts.append(page[_OVERHEAD:_OVERHEAD + used])
+            have += used
+            if have >= length or not next_pgno:
+                break
+            prev, pgno = pgno, next_pgno
+        if have != length:
+            raise self.bad("overflow item at page %d holds %d bytes, expected %d" % (pgno, have, length))
+        return b"".join(parts)
+
+    def pairs(self):
+        for bucket in range(self.max_bucket + 1):
+            for pgno, page, spans in self.bucket_pages(bucket):
+                for i in range(0, len(spans), 2):
+                    yield self.item(page, pgno, spans[i]), self.item(page, pgno, spans[i + 1])
+
+
+def read(path):
+    """Iterate over every (key, value) pair of the hash file at ``path``, raw.
+
+    The meta page is checked at once; pages are checked as the iteration reaches them.
+    """
+    db = _File(path, whole=True)
+
+    def pairs():
+        try:
+            for pair in db.pairs():
+                yield pair
+        except (struct.error, IndexError, ValueError) as exc:
+            raise db.bad(str(exc))
+        finally:
+            db.close()
+    return pairs()
+
+
+def lookup(path, key):
+    """The raw value stored for the raw ``key``, or None; reads only the key's bucket."""
+    db = _File(path)
+    try:
+        # __ham_call_hash (hash.h)
+        bucket = _fnv1(key) & db.high_mask
+        if bucket > db.max_bucket:
+            bucket &= db.low_mask
+        for pgno, page, spans in db.bucket_pages(bucket):
+            for i in range(0, len(spans), 2):
+                start, end = spans[i]
+                itype = page[start]
+                if itype == _H_KEYDATA:
+                    if end - start - 1 != len(key) or page[start + 1:end] != key:
+                        continue
+                elif itype == _H_OFFPAGE and end - start >= _OFFPAGE.size:
+                    first, length = db.offpage.unpack_from(page, start)
+                    if length != len(key) or db.overflow(first, length) != key:
+                        continue
+                else:
+                    raise db.bad("page %d: item type %d is not a plain key" % (pgno, itype))
+                return db.item(page, pgno, spans[i + 1])
+        return None
+    except (struct.error, IndexError, ValueError) as exc:
+        raise db.bad(str(exc))
+    finally:
+        db.close()
