@@ -109,6 +109,8 @@ def test_new_index_matches_real_postmap_attributes(open_dir):
     """Same source, same rules: our new index gets what real postmap gives its own."""
     tmp_path = open_dir
     (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
+    # An old mtime: dict_load_file_xt() waits for a just-written main.cf to settle.
+    os.utime(str(tmp_path / "main.cf"), (1000000000, 1000000000))
     for src_mode in (0o640, 0o604, 0o600):
         source = tmp_path / ("src%o" % src_mode)
         source.write_bytes(b"a@example.com b\n")

@@ -76,6 +76,8 @@ def _build(records):
     records = list(records)
     count = len(records)
     try:
+        if set(map(len, records)) - {2}:
+            raise ValueError
         keys, values = zip(*records) if records else ((), ())
     except (TypeError, ValueError):
         raise CdbError("cdb records must be (key, value) pairs")
