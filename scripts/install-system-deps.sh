@@ -4,7 +4,7 @@
 # for Molecule. Idempotent; does nothing when everything is present.
 set -euo pipefail
 pkgs=(python3-venv postfix postfix-lmdb postfix-cdb db-util python3-lmdb podman runc debootstrap
-      iproute2 uidmap fuse-overlayfs slirp4netns rsync make)
+      iproute2 uidmap fuse-overlayfs slirp4netns rsync make catatonit)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Build, or reuse, the local container image that Molecule and `make demo` run Postfix in.
+#
+#   scripts/build-image.sh [debian12|debian13]     prints the image name on stdout
+#
+# No registry is needed: the root file system comes from debootstrap, is imported into
+# podman's own storage and gets Postfix (postfix-lmdb, postfix-cdb), Python and the lmdb and
+# apt bindings. The image carries a label with the hash of this script; it is rebuilt only
+# when this script changes (or with REBUILD=1). To use an image of your own instead, set
+# MAILOPS_TEST_IMAGE (all releases) or MAILOPS_TEST_IMAGE_DEBIAN12 / _DEBIAN13; it must
+# contain python3, python3-apt and Postfix with its lmdb and cdb map plugins, because the
+# test networks have no route to a package mirror.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../molecule/env.sh
+. "$root/molecule/env.sh"
+
+release=${1:-debian12}
+case $release in
+  debian12) suite=bookworm ;;
+  debian13) suite=trixie ;;
+  *) echo "build-image: unknown release '$release' (debian12, debian13)" >&2; exit 2 ;;
+esac
+override_var="MAILOPS_TEST_IMAGE_${release^^}"
+override=${!override_var:-${MAILOPS_TEST_IMAGE:-}}
+if [ -n "$override" ]; then
+  echo "$override"
+  exit 0
+fi
+
+image="localhost/mailops-postfix-test:$release"
+stamp=$(sha256sum "$0" | cut -c1-16)
+if [ "${REBUILD:-0}" != 1 ] && podman image exists "$image" &&
+   [ "$(podman image inspect --format '{{ index .Labels "mailops.build" }}' "$image")" = "$stamp" ]; then
+  echo "$image"
+  exit 0
+fi
+
+mirror=${DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+  # The Debian mirror this machine uses (deb822 or one-line sources), else the CDN.
+  mirror=$(grep -hoE '(URIs:|^deb) *https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null |
+           grep -oE 'https?://[^ ]+' | head -1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+fi
+
+start=$(date +%s)
+work=$(mktemp -d /var/tmp/mailops-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+echo "build-image: debootstrap $suite from $mirror" >&2
+debootstrap --variant=minbase "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+  tail -20 "$work/debootstrap.log" >&2; exit 1; }
+tar -C "$work/rootfs" -c . | podman import --quiet - "$image-base" >/dev/null
+
+# "Local only" leaves Postfix listening on loopback: the role's inventory has to open it
+# (inet_interfaces = all), which exercises the restart path on the first converge.
+cat >"$work/Containerfile" <<EOF
+FROM $image-base
+RUN echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections \\
+ && echo "postfix postfix/mailname string localhost" | debconf-set-selections \\
+ && apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      postfix postfix-lmdb postfix-cdb python3 python3-apt python3-lmdb procps ssl-cert \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+LABEL mailops.build=$stamp
+CMD ["sleep", "infinity"]
+EOF
+echo "build-image: installing Postfix into $image" >&2
+podman build --quiet --network host --tag "$image" --file "$work/Containerfile" "$work" >/dev/null
+podman rmi "$image-base" >/dev/null
+echo "build-image: $image built in $(( $(date +%s) - start )) s" >&2
+echo "$image"
