@@ -34,7 +34,7 @@ demo: deps venv
 	scripts/demo.sh
 
 bench: deps venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/compile.py
 
 clean:
 	rm -rf .build tests/output bench/out

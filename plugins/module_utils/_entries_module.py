@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The driver shared by the lookup_table and aliases modules: one argument spec, one
+edit-and-compile pass through _mapbuild, one way of reporting."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import ALIASES, Table, manage_entries
+
+
+def run(kind, path_default=None):
+    """Build the module for ``kind`` (TABLE or ALIASES), run it and exit."""
+    spec = dict(
+        path=dict(type="path", required=path_default is None, default=path_default),
+        entries=dict(type="dict", default={}),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        exclusive=dict(type="bool", default=False),
+        compile=dict(type="bool", default=True),
+        type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
+        config_dir=dict(type="path", default="/etc/postfix"),
+        backup=dict(type="bool", default=False),
+    )
+    if kind == ALIASES:
+        spec["allow_unsafe_targets"] = dict(type="bool", default=False)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        table = Table.for_source(p["path"], p["config_dir"], p["type"], kind=kind)
+        result = manage_entries(table, p["entries"], state=p["state"], exclusive=p["exclusive"],
+                                compile_index=p["compile"], backup=p["backup"], check_mode=module.check_mode,
+                                allow_unsafe_targets=p.get("allow_unsafe_targets", False))
+    except PostfixError as e:
+        module.fail_json(msg=str(e))
+    for warning in result["source_warnings"]:
+        module.warn(warning)
+    module.exit_json(**result)

@@ -1,0 +1,275 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compile a table or aliases source into its index the way postmap/postalias do.
+
+This is the shared driver behind the postmap, lookup_table, aliases and newaliases
+modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
+
+- the table type comes from the caller, else from how main.cf references the source
+  (``virtual_alias_maps = lmdb:/etc/postfix/virtual``), else ``default_database_type``;
+- the records a source compiles to are decided by the source engines (_tablefile,
+  _aliasfile) and stored with the NUL convention of the index format (_db);
+- an index is stale when it is missing, older than its source, or its decoded records
+  differ from what the source compiles to (file bytes are no guide: libdb stamps a random
+  file id into every .db and postalias a timestamp);
+- a rebuild writes a temporary file beside the index and renames it into place under a
+  lock (_atomic), so Postfix only ever sees the old index or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _atomic, _db, _postfix, _tablefile
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import fold_key, to_bytes
+
+TABLE = "table"
+ALIASES = "aliases"
+
+# postalias.c: a record whose value changes on every build and so never makes an index stale.
+_VOLATILE_KEYS = (b"YP_LAST_MODIFIED",)
+
+# aliases(5): targets that run a program, write a file or read a list of addresses from a
+# file, with the privileges of the recipient.
+UNSAFE_TARGET_KINDS = ("command", "file", "include")
+
+
+class Table(object):
+    """One source file and the index Postfix reads for it."""
+
+    def __init__(self, source, type_name, kind=TABLE, fold=True, smtputf8=True, hostname=None, type_origin="task"):
+        if kind not in (TABLE, ALIASES):
+            raise ValueError(kind)
+        self.source = source
+        self.type = type_name
+        self.kind = kind
+        self.fold = fold
+        self.smtputf8 = smtputf8
+        self.hostname = hostname or socket.getfqdn()
+        self.type_origin = type_origin
+        self.format = _db.get_format(type_name)
+        self.index = _db.index_path(source, type_name)
+
+    @classmethod
+    def for_source(cls, source, config_dir="/etc/postfix", type_name=None, kind=TABLE):
+        """Resolve type, SMTPUTF8 folding and myhostname from ``config_dir``/main.cf."""
+        config = load_config(config_dir)
+        origin = "task"
+        if not type_name:
+            type_name, origin = resolve_type(config, source)
+        return cls(source, type_name, kind=kind, smtputf8=smtputf8_enabled(config),
+                   hostname=config.value("myhostname"), type_origin=origin)
+
+    # -- what the source compiles to ----------------------------------------------------
+    def parse(self, data):
+        engine = _aliasfile if self.kind == ALIASES else _tablefile
+        return engine.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8)
+
+    def stored_records(self, doc):
+        """(records, warnings): what the index must hold for ``doc``, NUL convention applied
+        and, for aliases, postalias's extra records appended (a source entry wins)."""
+        records, warnings = doc.records()
+        stored = encode(records, self.format.NUL_TERMINATED)
+        if self.kind == ALIASES:
+            keys = set(k for k, v in stored)
+            extras = _aliasfile.extra_records(self.format.NUL_TERMINATED, self.hostname, int(time.time()))
+            stored.extend(r for r in extras if r[0] not in keys)
+        return stored, warnings
+
+    # -- the index ------------------------------------------------------------------------
+    def stale_reason(self, stored):
+        """Why the index must be rebuilt to hold ``stored``, or None when it is current."""
+        try:
+            index_mtime = os.stat(self.index).st_mtime
+        except FileNotFoundError:
+            return "index missing"
+        except OSError as e:
+            raise PostfixError("%s: cannot stat: %s" % (self.index, e.strerror))
+        try:
+            if index_mtime < os.stat(self.source).st_mtime:
+                return "index older than source"
+        except OSError:
+            pass
+        if comparable(self.format.read(self.index)) != comparable(stored):
+            return "index content differs from source"
+        return None
+
+    def build(self, stored):
+        """Write ``stored`` into the index atomically (temp file, fsync, rename), under a lock."""
+        with _atomic.locked(self.index):
+            _atomic.replace(self.index, lambda tmp: self.format.write(tmp, stored), ref_path=self.source)
+
+    def ensure(self, force=False, check_mode=False, doc=None):
+        """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
+
+        Returns a result dict for a module."""
+        if doc is None:
+            doc = self.parse(read_file(self.source))
+        stored, warnings = self.stored_records(doc)
+        reason = "forced" if force else self.stale_reason(stored)
+        if reason and not check_mode:
+            self.build(stored)
+        return dict(changed=bool(reason), index=self.index, type=self.type, count=len(doc.keys()),
+                    rebuild_reason=reason, source_warnings=warnings)
+
+    def query(self, keys):
+        """postmap -q: the value of each key (folded as postmap folds queries), or None."""
+        self._require_index()
+        return dict((key, decode(self.lookup(fold_key(to_bytes(key, "key"), self.fold, self.smtputf8))))
+                    for key in keys)
+
+    def lookup(self, key):
+        # dict_db_lookup()/dict_lmdb_lookup(): try the key with a trailing NUL, then without.
+        attempts = (key + b"\0", key) if self.format.NUL_TERMINATED else (key, key + b"\0")
+        for attempt in attempts:
+            value = self.format.lookup(self.index, attempt)
+            if value is not None:
+                return strip_nul(value)
+        return None
+
+    def dump(self):
+        """postmap -s: every stored pair, NULs stripped."""
+        self._require_index()
+        return dict((decode(strip_nul(k)), decode(strip_nul(v))) for k, v in self.format.read(self.index))
+
+    def _require_index(self):
+        if not os.path.exists(self.index):
+            raise PostfixError("%s: index does not exist (compile %s:%s first)" % (self.index, self.type, self.source))
+
+
+def manage_entries(table, entries, state="present", exclusive=False, compile_index=True, backup=False,
+                   check_mode=False, allow_unsafe_targets=False):
+    """Edit the entries of ``table``'s source in one pass, write it if it changed, then
+    compile the index when stale. Returns a result dict (with a diff) for a module."""
+    if exclusive and state != "present":
+        raise PostfixError("exclusive applies to state=present only")
+    try:
+        before = read_file(table.source)
+    except SourceMissing:
+        before = b""
+    doc = table.parse(before)
+    added, updated, removed = [], [], []
+    if state == "present":
+        for key, value in entries.items():
+            if value is None or value == "" or value == []:
+                raise PostfixError("%s: %s %r has no value" % (table.source, doc.KEY_WORD, key))
+            if table.kind == ALIASES and not allow_unsafe_targets:
+                refuse_unsafe_targets(table.source, key, value)
+            existed = doc.get(key) is not None
+            if doc.set(key, value):
+                (updated if existed else added).append(folded(doc, key))
+        if exclusive:
+            removed = [decode(k) for k in doc.keep_only(list(entries))]
+    else:
+        removed = [folded(doc, key) for key in entries if doc.remove(key)]
+    after = doc.render()
+    source_changed = after != before
+    result = dict(changed=source_changed, source_changed=source_changed, added=added, updated=updated,
+                  removed=removed)
+    if source_changed:
+        result["diff"] = dict(before=before.decode("utf-8", "replace"), after=after.decode("utf-8", "replace"),
+                              before_header=table.source, after_header=table.source)
+        if not check_mode:
+            backup_file = _atomic.replace_text(table.source, after, backup=backup)
+            if backup_file:
+                result["backup_file"] = backup_file
+    if compile_index:
+        built = table.ensure(check_mode=check_mode, doc=doc)
+        result["changed"] = source_changed or built["changed"]
+        result.update(compiled=built["changed"], index=built["index"], type=table.type, count=built["count"],
+                      rebuild_reason=built["rebuild_reason"], source_warnings=built["source_warnings"])
+    else:
+        result.update(compiled=False, index=table.index, type=table.type, count=len(doc.keys()),
+                      rebuild_reason=None, source_warnings=doc.warnings)
+    return result
+
+
+def rebuild_alias_databases(config_dir, force=False, check_mode=False):
+    """newaliases: rebuild each stale map of alias_database (alias_maps is not touched)."""
+    config = load_config(config_dir)
+    smtputf8 = smtputf8_enabled(config)
+    maps = []
+    for type_name, path in _postfix.alias_database_refs(config, config.value("default_database_type") or "hash"):
+        table = Table(path, type_name, kind=ALIASES, smtputf8=smtputf8, hostname=config.value("myhostname"),
+                      type_origin="alias_database")
+        result = table.ensure(force=force, check_mode=check_mode)
+        maps.append(dict(map="%s:%s" % (type_name, path), index=table.index, count=result["count"],
+                         rebuild_reason=result["rebuild_reason"], warnings=result["source_warnings"]))
+    return maps
+
+
+def refuse_unsafe_targets(source, name, value):
+    """Refuse |command, /file and :include: targets (the caller did not opt in)."""
+    for target in _aliasfile.targets(_aliasfile.render_value(value)):
+        if target.kind in UNSAFE_TARGET_KINDS:
+            raise PostfixError("%s: alias %r has a %s target %r; set allow_unsafe_targets=true to allow it"
+                               % (source, name, target.kind, target.text))
+
+
+# -- configuration --------------------------------------------------------------------------
+def load_config(config_dir):
+    """main.cf of ``config_dir`` layered over the installed Postfix's defaults."""
+    return _postfix.load(config_dir, missing_ok=True)[1]
+
+
+def resolve_type(config, source):
+    """(type, origin): the type main.cf uses for ``source``, else default_database_type,
+    else hash; origin tells where the type came from."""
+    wanted = os.path.abspath(source)
+    for (table_type, path), info in sorted(_postfix.referenced_tables(config).items()):
+        if table_type in _db.INDEXED_TYPES and os.path.abspath(path) == wanted:
+            return table_type, "main.cf %s" % info["parameters"][0]
+    default = config.value("default_database_type")
+    if default:
+        return default, "default_database_type"
+    return "hash", "built-in default"
+
+
+def smtputf8_enabled(config):
+    # casefold.c folds non-ASCII keys only when SMTPUTF8 is on (the default at
+    # compatibility_level >= 1); the value may be an expression (Debian 13's default is).
+    value = config.value("smtputf8_enable").strip().lower()
+    return value in ("yes", "true", "1", "")
+
+
+# -- bytes ----------------------------------------------------------------------------------
+def encode(records, nul):
+    """Apply an index format's NUL convention to (key, value) bytes pairs."""
+    if not nul:
+        return list(records)
+    return [(k + b"\0", v + b"\0") for k, v in records]
+
+
+def strip_nul(b):
+    return b[:-1] if b.endswith(b"\0") else b
+
+
+def decode(b):
+    return None if b is None else b.decode("utf-8", "surrogateescape")
+
+
+def folded(doc, key):
+    return decode(doc.fold_key(to_bytes(key, doc.KEY_WORD)))
+
+
+def comparable(records):
+    """Records as a dict, volatile postalias stamps blanked, for the staleness comparison."""
+    return dict((k, b"" if strip_nul(k) in _VOLATILE_KEYS else v) for k, v in records)
+
+
+class SourceMissing(PostfixError):
+    pass
+
+
+def read_file(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise SourceMissing("%s: no such file" % path)
+    except OSError as e:
+        raise PostfixError("%s: cannot read: %s" % (path, e.strerror))

@@ -1,0 +1,194 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: postmap
+short_description: Compile, query or dump a Postfix lookup table, in Python
+version_added: "0.1.0"
+author: mailops.postfix maintainers (@mailops)
+description:
+  - The Python equivalent of C(postmap), C(postmap -q) and C(postmap -s).
+  - Compiles a lookup table source (virtual, transport, canonical, ...) into the indexed file
+    Postfix reads (C(.db) Berkeley DB hash, C(.cdb), C(.lmdb)) byte-compatible with what
+    C(postmap) writes, without running C(postmap).
+  - Rebuilds only when the index is missing, older than the source, or its records differ
+    from what the source compiles to. Records are compared, not file bytes (libdb stamps a
+    random file id into every C(.db)).
+  - The new index is written to a temporary file beside it, synced and renamed into place
+    under a lock, so Postfix never reads a half-written table. An existing index keeps its
+    owner, group and mode; a new one gets C(postmap)'s rules (owner of the source, mode 0600
+    plus the source's group and other read bits).
+  - Postfix daemons notice a replaced indexed table by themselves; no reload is needed.
+  - With O(query) or O(dump) nothing is written.
+options:
+  path:
+    description:
+      - The table source file, without the index suffix (for example C(/etc/postfix/virtual)).
+    type: path
+    required: true
+  type:
+    description:
+      - The table type.
+      - Default is the type main.cf uses for O(path) (for example C(lmdb) for
+        C(virtual_alias_maps = lmdb:/etc/postfix/virtual)), else main.cf's
+        C(default_database_type), else C(hash).
+    type: str
+    choices: [hash, cdb, lmdb]
+  config_dir:
+    description:
+      - The Postfix configuration directory holding main.cf.
+    type: path
+    default: /etc/postfix
+  force:
+    description:
+      - Rebuild even when the index is current.
+    type: bool
+    default: false
+  query:
+    description:
+      - Look these keys up in the index, like C(postmap -q), and return RV(values).
+        Keys are folded as C(postmap -q) folds them. Nothing is compiled.
+    type: list
+    elements: str
+  dump:
+    description:
+      - Return every record of the index, like C(postmap -s). Nothing is compiled.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the index would be rebuilt, and why, without writing it.
+  diff_mode:
+    support: none
+    description: The index is a binary file; the source is unchanged by this module.
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
+notes:
+  - Duplicate keys are handled as C(postmap) does by default: the first value is kept and a warning names the key.
+seealso:
+  - module: mailops.postfix.lookup_table
+  - module: mailops.postfix.newaliases
+  - name: postmap(1)
+    description: The Postfix manual page of the command this module replaces.
+    link: https://www.postfix.org/postmap.1.html
+"""
+
+EXAMPLES = r"""
+- name: Compile the virtual alias map when its source changed
+  mailops.postfix.postmap:
+    path: /etc/postfix/virtual
+
+- name: Compile a transport map as cdb
+  mailops.postfix.postmap:
+    path: /etc/postfix/transport
+    type: cdb
+
+- name: Check that aliases resolve as declared
+  mailops.postfix.postmap:
+    path: /etc/postfix/virtual
+    query:
+      - support@example.tld
+      - unknown@example.tld
+  register: lookup
+
+- name: Show where support@ goes
+  ansible.builtin.debug:
+    msg: "{{ lookup['values']['support@example.tld'] }}"
+
+- name: Dump the whole table
+  mailops.postfix.postmap:
+    path: /etc/postfix/virtual
+    dump: true
+  register: table
+"""
+
+RETURN = r"""
+index:
+  description: The index file Postfix reads.
+  returned: always
+  type: str
+  sample: /etc/postfix/virtual.db
+type:
+  description: The table type used, and where it came from in O(type_origin).
+  returned: always
+  type: str
+  sample: hash
+type_origin:
+  description: Where the type came from (task, a main.cf parameter, default_database_type, built-in default).
+  returned: always
+  type: str
+  sample: main.cf virtual_alias_maps
+count:
+  description: Number of entries the source compiles to.
+  returned: when compiling
+  type: int
+  sample: 3
+rebuild_reason:
+  description: Why the index was (or in check mode would be) rebuilt; null when it was current.
+  returned: when compiling
+  type: str
+  sample: index older than source
+source_warnings:
+  description: What postmap would warn about (duplicate keys, lines it would skip), with file and line.
+  returned: when compiling
+  type: list
+  elements: str
+  sample: ['/etc/postfix/virtual:7: duplicate entry: "support@example.tld"']
+values:
+  description: For each key of O(query), its value, or null when absent.
+  returned: when O(query) is given
+  type: dict
+  sample: {"support@example.tld": "alice, bob", "unknown@example.tld": null}
+records:
+  description: Every key and value of the index.
+  returned: when O(dump=true)
+  type: dict
+  sample: {"support@example.tld": "alice, bob"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import Table
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
+            config_dir=dict(type="path", default="/etc/postfix"),
+            force=dict(type="bool", default=False),
+            query=dict(type="list", elements="str"),
+            dump=dict(type="bool", default=False),
+        ),
+        mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        table = Table.for_source(p["path"], p["config_dir"], p["type"])
+        result = dict(changed=False, index=table.index, type=table.type, type_origin=table.type_origin)
+        if p["query"] is not None:
+            result["values"] = table.query(p["query"])
+        elif p["dump"]:
+            result["records"] = table.dump()
+        else:
+            result.update(table.ensure(force=p["force"], check_mode=module.check_mode))
+    except PostfixError as e:
+        module.fail_json(msg=str(e))
+    for warning in result.get("source_warnings", ()):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
