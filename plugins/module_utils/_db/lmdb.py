@@ -74,10 +74,10 @@ def write(path, records):
     items = sorted(dict(reversed(records)).items())
     for key, _value in items:
         if not key:
-            raise LmdbError("%s: empty keys cannot be stored in an lmdb table" % (path,))
+            raise LmdbError("empty keys cannot be stored in an lmdb table")
         if len(key) > MAX_KEY_SIZE:
-            raise LmdbError("%s: key %s is %d bytes long: lmdb tables cannot store keys longer than %d bytes"
-                            % (path, _describe_key(key), len(key), MAX_KEY_SIZE))
+            raise LmdbError("key %s is %d bytes long: lmdb tables cannot store keys longer than %d bytes"
+                            % (_describe_key(key), len(key), MAX_KEY_SIZE))
     lmdb = _binding()
     map_size = _initial_map_size(items)
     try:
