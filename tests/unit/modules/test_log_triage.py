@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from module_runner import run_module
 from postfix_instance import free_port
 
 from ansible_collections.mailops.postfix.plugins.module_utils._maillog import normalize
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # playbook_runner beside this file
+from playbook_runner import run_playbook  # noqa: E402
 
 
 def triage(pf, _check=False, **args):
@@ -78,3 +82,17 @@ def test_triage_failures(postfix_instance, tmp_path):
     assert res["failed"] and "invalid since" in res["msg"]
     res = triage(pf, source="journald", include_rotated=True)
     assert res["failed"] and "journald" in res["msg"]
+
+
+def test_triage_playbook(postfix_instance):
+    pf = postfix_instance
+    pf.start()
+    pf.run("postsuper", "-d", "-", input="bad/id\n", check=False)
+    pf.run("postqueue", "-s", "remote.example", check=False)
+    pf.wait_for_log("Flush service is not configured")
+    rc, out = run_playbook(pf, "triage", "-e", "since=1h")
+    assert rc == 0, out
+    assert "localhost: NOT HEALTHY -- warning 1, error 0, fatal 1, panic 0" in out
+    assert "invalid mail queue id: bad/id" in out and "postfix/postqueue" in out
+    rc, out = run_playbook(pf, "triage", "-e", "fail_unhealthy=true")
+    assert rc != 0 and "1 fatal and 0 panic line(s)" in out

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 
 import pytest
@@ -16,6 +18,9 @@ from postfix_instance import free_port
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._queue import (
     _clean_ids, parse_duration, valid_queue_id)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # playbook_runner beside this file
+from playbook_runner import run_playbook  # noqa: E402
 
 
 def _queue(pf):
@@ -231,3 +236,20 @@ def test_queue_ids_and_durations():
     for bad in ("", "h", "2x", "-1h", "1.5h"):
         with pytest.raises(PostfixError):
             parse_duration(bad)
+
+
+def test_queue_playbook(postfix_instance):
+    pf = postfix_instance
+    _, q = _deferring(pf, 3)
+    rc, out = run_playbook(pf, "queue")
+    assert rc == 0, out
+    assert "localhost: 3 message(s) (3 deferred)" in out and all(i in out for i in q)
+    rc, out = run_playbook(pf, "queue", "-e", "queue_action=hold", "-e", "recipient=user1@remote.example")
+    assert rc == 0 and "hold: 1 message(s)" in out and "(1 hold, 2 deferred)" in out, out
+    assert sorted(_queue(pf).values()) == ["deferred", "deferred", "hold"]
+    rc, out = run_playbook(pf, "queue", "-e", "action=delete", "-e", "ids=ALL")
+    assert rc != 0 and "confirm_all" in out and len(_queue(pf)) == 3
+    rc, out = run_playbook(pf, "queue", "-e", "action=delete", "-e", "ids=ALL", "-e", "confirm_all=true", "--check")
+    assert rc == 0 and "would touch 3 message(s)" in out and len(_queue(pf)) == 3, out
+    rc, out = run_playbook(pf, "queue", "-e", "action=delete", "-e", "ids=ALL", "-e", "confirm_all=true")
+    assert rc == 0 and "delete: 3 message(s)" in out and _queue(pf) == {}, out
