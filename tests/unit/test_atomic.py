@@ -169,8 +169,14 @@ def test_oserror_in_write_fn_becomes_postfix_error(tmp_path):
 def test_unexpected_exception_cleans_up_and_propagates(tmp_path):
     target = tmp_path / "t"
     target.write_bytes(b"old")
+
+    def interrupted(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt()
+
     with pytest.raises(KeyboardInterrupt):
-        _atomic.replace(str(target), lambda tmp: (_ for _ in ()).throw(KeyboardInterrupt()))
+        _atomic.replace(str(target), interrupted)
     assert target.read_bytes() == b"old"
     assert _leftovers(tmp_path) == []
 
@@ -295,7 +301,7 @@ def test_lock_serialises_threads(tmp_path):
     overlaps = []
 
     def worker(n):
-        for _ in range(5):
+        for _i in range(5):
             with _atomic.locked(target, timeout=20):
                 if inside:
                     overlaps.append(n)

@@ -201,7 +201,7 @@ def lookup(path, key):
             if not nslots:
                 return None
             i = (h >> 8) % nslots
-            for _ in range(nslots):
+            for _i in range(nslots):
                 f.seek(tpos + 8 * i)
                 shash, rpos = _PAIR.unpack(f.read(8))
                 if not rpos:

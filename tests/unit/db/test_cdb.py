@@ -58,10 +58,10 @@ def postmap_query(confdir, table, keys):
 def random_records(rng, n):
     keys = set()
     while len(keys) < n:
-        keys.add("".join(rng.choice(KEY_CHARS) for _ in range(rng.randint(1, 40))).encode())
+        keys.add("".join(rng.choice(KEY_CHARS) for _i in range(rng.randint(1, 40))).encode())
     keys = sorted(keys)
     rng.shuffle(keys)
-    return [(k, ("".join(rng.choice(VALUE_CHARS) for _ in range(rng.randint(0, 60))).strip() or "v").encode())
+    return [(k, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.randint(0, 60))).strip() or "v").encode())
             for k in keys]
 
 
@@ -86,7 +86,7 @@ def test_postmap_reads_ours(tmp_path, confdir):
     records = random_records(random.Random(7), 500)
     ours = str(tmp_path / "ours")
     cdb.write(ours + ".cdb", records)
-    found = postmap_query(confdir, ours, [k for k, _ in records] + [b"absent@example.com"])
+    found = postmap_query(confdir, ours, [k for k, _v in records] + [b"absent@example.com"])
     assert found == dict(records)
     for key, value in records[:5]:
         proc = subprocess.run(["postmap", "-c", confdir, "-q", key, "cdb:" + ours], capture_output=True, check=False)
@@ -102,7 +102,7 @@ def test_unicode_keys_folded_by_postmap(tmp_path, confdir):
     source = str(tmp_path / "virtual")
     theirs = postmap_build(confdir, source, lines)
     records = list(cdb.read(source + ".cdb"))
-    assert [k for k, _ in records] == [w.casefold().encode() for w in words]
+    assert [k for k, _v in records] == [w.casefold().encode() for w in words]
     assert cdb.dumps(records) == theirs
     ours = str(tmp_path / "ours")
     cdb.write(ours + ".cdb", records)
@@ -175,7 +175,7 @@ def test_100k_entries(tmp_path, confdir):
     assert open(ours + ".cdb", "rb").read() == theirs
     assert list(cdb.read(source + ".cdb")) == records
     sample = rng.sample(records, 2000)
-    assert postmap_query(confdir, ours, [k for k, _ in sample]) == dict(sample)
+    assert postmap_query(confdir, ours, [k for k, _v in sample]) == dict(sample)
     for key, value in sample[:200]:
         assert cdb.lookup(ours + ".cdb", key) == value
 
@@ -222,7 +222,7 @@ def test_corrupt_record_length_is_a_postfix_error(tmp_path):
 @given(st.data())
 def test_mutated_files_never_raise_anything_but_postfix_error(data):
     good = bytearray(cdb.dumps([(b"key%d" % i, b"value%d" % i) for i in range(20)]))
-    for _ in range(data.draw(st.integers(1, 8))):
+    for _i in range(data.draw(st.integers(1, 8))):
         good[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(good)))
     with tempfile.NamedTemporaryFile(suffix=".cdb") as f:

@@ -65,10 +65,10 @@ def postmap_query(confdir, table, keys):
 def random_records(rng, n, value_len=60):
     keys = set()
     while len(keys) < n:
-        keys.add("".join(rng.choice(KEY_CHARS) for _ in range(rng.randint(1, 40))).encode())
+        keys.add("".join(rng.choice(KEY_CHARS) for _i in range(rng.randint(1, 40))).encode())
     keys = sorted(keys)
     rng.shuffle(keys)
-    return [(k, ("".join(rng.choice(VALUE_CHARS) for _ in range(rng.randint(0, value_len))).strip() or "v").encode())
+    return [(k, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.randint(0, value_len))).strip() or "v").encode())
             for k in keys]
 
 
@@ -85,7 +85,7 @@ def test_postmap_reads_ours(tmp_path, confdir, n):
     lmdb_format.write(ours + ".lmdb", nul(records))
     assert sorted(os.listdir(str(tmp_path))) == ["ours.lmdb"]  # no "-lock" file
     assert postmap_dump(confdir, ours) == sorted(records)
-    assert postmap_query(confdir, ours, [k for k, _ in records] + [b"absent@example.com"]) == dict(records)
+    assert postmap_query(confdir, ours, [k for k, _v in records] + [b"absent@example.com"]) == dict(records)
     for key, value in records[:3]:
         proc = subprocess.run(["postmap", "-c", confdir, "-q", key, "lmdb:" + ours], capture_output=True, check=False)
         assert (proc.returncode, proc.stdout) == (0, value + b"\n")
@@ -126,7 +126,7 @@ def test_large_values_and_growing_map(tmp_path, confdir, monkeypatch):
     (slmdb_prepare() on MDB_MAP_FULL)."""
     monkeypatch.setattr(lmdb_format, "_initial_map_size", lambda items: 64 * 1024)
     rng = random.Random(5)
-    records = [(b"key%04d@example.com" % i, ("".join(rng.choice(VALUE_CHARS) for _ in range(rng.choice(
+    records = [(b"key%04d@example.com" % i, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.choice(
         (10, 3000, 9000))))).strip().encode() or b"v") for i in range(300)]
     ours = str(tmp_path / "ours")
     lmdb_format.write(ours + ".lmdb", nul(records))
@@ -199,7 +199,7 @@ def test_100k_entries(tmp_path, confdir):
     lmdb_format.write(ours + ".lmdb", nul(records))
     assert postmap_dump(confdir, ours) == sorted(records)
     sample = rng.sample(records, 2000)
-    assert postmap_query(confdir, ours, [k for k, _ in sample]) == dict(sample)
+    assert postmap_query(confdir, ours, [k for k, _v in sample]) == dict(sample)
     theirs = postmap_build(confdir, str(tmp_path / "virtual"), [k + b" " + v for k, v in records])
     assert list(lmdb_format.read(theirs)) == sorted(nul(records))
 
