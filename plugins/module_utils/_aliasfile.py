@@ -289,27 +289,24 @@ class AliasDocument(LineDocument):
     def _stored_value(self, value):
         return render_value(value)
 
-    def _layout(self, rec):
-        start = self._content(rec[0])
-        if start.endswith(b"\r"):
-            start = start[:-1]
-        m = _LAYOUT.match(start)
+    def _layout(self, r):
+        m = _LAYOUT.match(self._start_line(r))
         if m is None:
             return None
         name = m.group(1)[:-1].rstrip(b" \t")
-        if self.fold_key(internalize(scan(name))) != rec[2]:
+        if self.fold_key(internalize(scan(name))) != self._keys[r]:
             return None
         return m.group(1), m.group(2)
 
-    def _render_existing(self, rec, raw_key, stored):
-        layout = self._layout(rec)
+    def _render_existing(self, r, raw_key, stored):
+        layout = self._layout(r)
         if layout is None:
             return render_name(raw_key) + b": " + stored
         return layout[0] + (layout[1] or b" ") + stored
 
-    def _render_new(self, raw_key, stored, ref_rec):
+    def _render_new(self, raw_key, stored, ref):
         prefix = render_name(raw_key) + b":"
-        layout = self._layout(ref_rec) if ref_rec is not None else None
+        layout = self._layout(ref) if ref is not None else None
         if layout is None:
             return prefix + b" " + stored
         return prefix + aligned_separator(prefix, layout[0], layout[1], b" ") + stored

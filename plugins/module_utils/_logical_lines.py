@@ -18,7 +18,9 @@ it and provide how one logical line becomes a (key, value) pair and how an entry
 
 from __future__ import annotations
 
+import array
 import collections
+import itertools
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
@@ -161,7 +163,12 @@ def aligned_separator(prefix, ref_prefix, ref_sep, default):
 
 
 class LineDocument(object):
-    """A source file as physical lines plus the logical entries found in them."""
+    """A source file as physical lines plus the logical entries found in them.
+
+    Memory stays close to the input: the text is kept once, with the line offsets in an
+    array; records are parallel sequences (start line, folded key, stored value), with
+    continuation line numbers only for the records that have some.
+    """
 
     # What a format calls its entries' keys in messages ("key" for tables, "name" for aliases).
     KEY_WORD = "key"
@@ -174,19 +181,24 @@ class LineDocument(object):
         self.smtputf8 = smtputf8
         self.strict = strict
         self._data = data
-        self._lines, self._terminated = split_lines(data)
-        # New lines end like the last terminated line.
-        last = len(self._lines) - (1 if self._terminated else 2)
-        self._crlf = last >= 0 and self._lines[last].endswith(b"\r")
-        # One record per valid logical line: [start line index, continuation line
-        # indexes or None, folded key, stored value].  Removed records become None.
-        self._records = []
+        self._starts = array.array("q")     # record number -> first physical line
+        self._keys = []                     # record number -> folded key, None once removed
+        self._values = []                   # record number -> stored value
+        self._conts = {}                    # record number -> continuation line numbers
         self._warnings = []
-        self._edits = {}        # physical line index -> new content, or None when deleted
+        self._edits = {}        # physical line number -> new content, or None when deleted
         self._appended = []     # new physical lines (content, no terminator), None when deleted
         self._index = None      # folded key -> record numbers, built on the first edit
         self._lineno = 0        # line being parsed, for _note(); 0 when verifying an edit
-        self._parse()
+        lines, self._terminated = split_lines(data)
+        self._nlines = len(lines)
+        # _offsets[i] + i is where line i starts (lengths accumulated, newlines added back).
+        self._offsets = array.array("q", [0])
+        self._offsets.extend(itertools.accumulate(map(len, lines)))
+        # New lines end like the last terminated line.
+        last = self._nlines - (1 if self._terminated else 2)
+        self._crlf = last >= 0 and lines[last].endswith(b"\r")
+        self._parse(lines)
 
     # -- parsing ---------------------------------------------------------------------
     def _problem(self, line, message, kind):
@@ -194,53 +206,63 @@ class LineDocument(object):
             raise ParseError(self.path, line, message)
         self._warnings.append(SourceWarning(self.path, line, message))
 
-    def _parse(self):
-        lines = self._lines
+    def _parse(self, lines):
         not_start = _NOT_START
-        starts = []
-        conts = {}
         orphan = None
+        pending = -1            # start line of the logical line being collected
+        cont = None
         for i, text in enumerate(lines):
             if text and text[0] not in not_start:
-                starts.append(i)
+                if pending >= 0:
+                    self._finish(lines, pending, cont)
+                elif orphan is not None:
+                    self._orphan(lines, orphan)
+                pending = i
+                cont = None
                 continue
             rest = text.lstrip(WHITESPACE)
             if not rest or rest[0] == 0x23:     # blank or comment line: skipped
                 continue
-            if not starts:
+            if pending < 0:
                 if orphan is None:
                     orphan = i
-                continue
-            conts.setdefault(len(starts) - 1, []).append(i)
-        if orphan is not None:
-            # readllines(): text before any logical line is dropped with this warning.
-            self._problem(orphan + 1, 'logical line must not start with whitespace: "%s"'
-                          % printable(c_string(lines[orphan]).lstrip(WHITESPACE)[:30]), ERROR)
-        parse_logical = self._parse_logical
-        records = self._records
-        fold = self.fold
-        smtputf8 = self.smtputf8
-        for r, start in enumerate(starts):
-            cont = conts.get(r)
-            text = lines[start]
-            if cont is not None:
-                text = text + b"".join(lines[c] for c in cont)
-                cont = tuple(cont)
-            if smtputf8 and not text.isascii() and not utf8_line_ok(text):
-                self._problem(start + 1, 'non-UTF-8 input "%s" -- ignoring this line'
-                              % printable(c_string(text)), WARN)
-                continue
-            self._lineno = start + 1
-            try:
-                key, value = parse_logical(text)
-            except LineProblem as e:
-                self._problem(start + 1, e.message, e.kind)
-                continue
-            if key is None:
-                continue
-            if fold:
-                key = key.lower() if (not smtputf8 or key.isascii()) else fold_key(key, True, True)
-            records.append([start, cont, key, value])
+            elif cont is None:
+                cont = [i]
+            else:
+                cont.append(i)
+        if pending >= 0:
+            self._finish(lines, pending, cont)
+        elif orphan is not None:
+            self._orphan(lines, orphan)
+
+    def _orphan(self, lines, i):
+        # readllines(): text before any logical line is dropped with this warning.
+        self._problem(i + 1, 'logical line must not start with whitespace: "%s"'
+                      % printable(c_string(lines[i]).lstrip(WHITESPACE)[:30]), ERROR)
+
+    def _finish(self, lines, start, cont):
+        text = lines[start]
+        if cont is not None:
+            text = text + b"".join([lines[c] for c in cont])
+        if self.smtputf8 and not text.isascii() and not utf8_line_ok(text):
+            self._problem(start + 1, 'non-UTF-8 input "%s" -- ignoring this line'
+                          % printable(c_string(text)), WARN)
+            return
+        self._lineno = start + 1
+        try:
+            key, value = self._parse_logical(text)
+        except LineProblem as e:
+            self._problem(start + 1, e.message, e.kind)
+            return
+        if key is None:
+            return
+        if self.fold:
+            key = key.lower() if (not self.smtputf8 or key.isascii()) else fold_key(key, True, True)
+        if cont is not None:
+            self._conts[len(self._keys)] = tuple(cont)
+        self._starts.append(start)
+        self._keys.append(key)
+        self._values.append(value)
 
     def _parse_logical(self, text):
         """(raw key, stored value) of one logical line; (None, None) to skip it silently.
@@ -260,16 +282,13 @@ class LineDocument(object):
         """Warnings found while parsing (problems skipped when strict=False included)."""
         return list(self._warnings)
 
-    def _line_of(self, start):
-        return start + 1
-
     def entries(self):
         """Every valid logical record in order, duplicates included: Entry(key, value, line).
 
         ``key`` is folded as Postfix stores it; ``line`` is the 1-based line of its first
         physical line (entries added by edits are numbered after the original end).
         """
-        return [Entry(rec[2], rec[3], self._line_of(rec[0])) for rec in self._records if rec is not None]
+        return [Entry(k, v, s + 1) for s, k, v in zip(self._starts, self._keys, self._values) if k is not None]
 
     def records(self, duplicates="warn"):
         """(records, warnings): the (key, value) bytes pairs postmap/postalias store, in order.
@@ -282,24 +301,26 @@ class LineDocument(object):
         if duplicates not in ("warn", "ignore", "replace"):
             raise ValueError("duplicates must be warn, ignore or replace")
         warnings = list(self._warnings)
-        seen = {}
+        keys = self._keys
+        values = self._values
         if duplicates == "replace":
-            for rec in self._records:
-                if rec is not None:
-                    seen[rec[2]] = rec[3]
+            seen = dict((k, v) for k, v in zip(keys, values) if k is not None)
             return list(seen.items()), warnings
-        for rec in self._records:
-            if rec is None:
+        seen = set()
+        records = []
+        add = seen.add
+        for r, key in enumerate(keys):
+            if key is None:
                 continue
-            key = rec[2]
             if key in seen:
                 if duplicates == "warn":
                     # dict_db_update()/dict_cdbm_update()/dict_lmdb_update() wording
-                    warnings.append(SourceWarning(self.path, self._line_of(rec[0]),
+                    warnings.append(SourceWarning(self.path, self._starts[r] + 1,
                                                   'duplicate entry: "%s"' % printable(key)))
                 continue
-            seen[key] = rec[3]
-        return list(seen.items()), warnings
+            add(key)
+            records.append((key, values[r]))
+        return records, warnings
 
     def keys(self):
         """The folded keys present, each once, in order of first appearance."""
@@ -308,7 +329,15 @@ class LineDocument(object):
     def get(self, key):
         """The value Postfix would use for ``key`` (first of duplicates), or None."""
         rids = self._get_index().get(self.fold_key(to_bytes(key, self.KEY_WORD)))
-        return self._records[rids[0]][3] if rids else None
+        return self._values[rids[0]] if rids else None
+
+    def lines_of(self, key):
+        """0-based physical line numbers of ``key``'s entries (start and continuations)."""
+        out = []
+        for r in self._get_index().get(self.fold_key(to_bytes(key, self.KEY_WORD)), ()):
+            out.append(self._starts[r])
+            out.extend(self._conts.get(r, ()))
+        return out
 
     def fold_key(self, key):
         """``key`` (bytes) folded the way this document folds its keys."""
@@ -318,45 +347,51 @@ class LineDocument(object):
     def _get_index(self):
         if self._index is None:
             index = {}
-            for r, rec in enumerate(self._records):
-                if rec is not None:
-                    index.setdefault(rec[2], []).append(r)
+            for r, key in enumerate(self._keys):
+                if key is not None:
+                    index.setdefault(key, []).append(r)
             self._index = index
         return self._index
 
+    def _span(self, i):
+        """(offset, length) of original line ``i`` in the text, newline excluded."""
+        off = self._offsets
+        return off[i] + i, off[i + 1] - off[i]
+
     def _content(self, i):
-        n = len(self._lines)
-        if i < n:
-            return self._edits[i] if i in self._edits else self._lines[i]
-        return self._appended[i - n]
+        if i >= self._nlines:
+            return self._appended[i - self._nlines]
+        if i in self._edits:
+            return self._edits[i]
+        pos, length = self._span(i)
+        return self._data[pos:pos + length]
 
     def _put_line(self, i, content):
-        n = len(self._lines)
-        if i < n:
+        if i < self._nlines:
             self._edits[i] = content
         else:
-            self._appended[i - n] = content
+            self._appended[i - self._nlines] = content
 
-    def _logical_text(self, rec):
-        text = self._content(rec[0])
-        if rec[1]:
-            text = text + b"".join(self._content(c) for c in rec[1])
-        return text
+    def _start_line(self, r):
+        """The first physical line of record ``r``, without its CR."""
+        text = self._content(self._starts[r])
+        return text[:-1] if text.endswith(b"\r") else text
 
     def _last_record(self):
         """The record whose layout new entries copy: the last one of the original text
         (entries appended earlier may have had to give up the alignment)."""
         fallback = None
-        for rec in reversed(self._records):
-            if rec is not None:
-                if rec[0] < len(self._lines):
-                    return rec
-                fallback = fallback or rec
+        for r in range(len(self._keys) - 1, -1, -1):
+            if self._keys[r] is not None:
+                if self._starts[r] < self._nlines:
+                    return r
+                if fallback is None:
+                    fallback = r
         return fallback
 
     def _eol(self, i=None):
-        if i is not None and i < len(self._lines):
-            return b"\r" if self._lines[i].endswith(b"\r") else b""
+        if i is not None and i < self._nlines:
+            return b"\r" if self._content(i).endswith(b"\r") else b""
         return b"\r" if self._crlf else b""
 
     def _verify(self, content, key, value):
@@ -390,33 +425,36 @@ class LineDocument(object):
         changed = False
         if rids:
             first = rids[0]
-            rec = self._records[first]
-            if rec[3] != stored:
-                content = self._render_existing(rec, raw_key, stored)
+            if self._values[first] != stored:
+                content = self._render_existing(first, raw_key, stored)
                 self._verify(content, folded, stored)
-                self._put_line(rec[0], content + self._eol(rec[0]))
-                for c in rec[1] or ():
+                start = self._starts[first]
+                self._put_line(start, content + self._eol(start))
+                for c in self._conts.pop(first, ()):
                     self._put_line(c, None)
-                self._records[first] = [rec[0], None, folded, stored]
+                self._values[first] = stored
                 changed = True
             for r in rids[1:]:
                 self._delete_record(r)
                 changed = True
             index[folded] = [first]
             return changed
-        content = self._render_new(raw_key, stored, self._last_record())
+        ref = self._last_record()
+        content = self._render_new(raw_key, stored, ref)
         self._verify(content, folded, stored)
         self._appended.append(content + self._eol())
-        self._records.append([len(self._lines) + len(self._appended) - 1, None, folded, stored])
-        index[folded] = [len(self._records) - 1]
+        self._starts.append(self._nlines + len(self._appended) - 1)
+        self._keys.append(folded)
+        self._values.append(stored)
+        index[folded] = [len(self._keys) - 1]
         return True
 
     def _delete_record(self, r):
-        rec = self._records[r]
-        self._put_line(rec[0], None)
-        for c in rec[1] or ():
+        self._put_line(self._starts[r], None)
+        for c in self._conts.pop(r, ()):
             self._put_line(c, None)
-        self._records[r] = None
+        self._keys[r] = None
+        self._values[r] = None
 
     def remove(self, key):
         """Delete every entry of ``key`` (start and continuation lines; comments stay)."""
@@ -441,30 +479,35 @@ class LineDocument(object):
 
     @property
     def changed(self):
+        """Whether any edit changed the text."""
         return bool(self._edits) or bool(self._appended)
 
     def render(self):
-        """The document as bytes: the exact input when nothing was edited."""
+        """The document as bytes: the exact input when nothing was edited.
+
+        Untouched lines are copied from the input as they are; the cost is one copy of
+        the text plus the edited lines.
+        """
         if not self._edits and not self._appended:
             return self._data
-        edits = self._edits
-        lines = self._lines
-        n = len(lines)
-        out = list(lines)
-        for i, content in edits.items():
-            out[i] = content
-        if self._crlf and not self._terminated and out[-1] is not None and not out[-1].endswith(b"\r"):
-            out[-1] += b"\r"       # it gets a newline below if anything follows it
-        kept = [x for x in out if x is not None]
+        data = self._data
+        pieces = []
+        pos = 0
+        for i in sorted(self._edits):
+            start, length = self._span(i)
+            pieces.append(data[pos:start])
+            content = self._edits[i]
+            if content is not None:
+                pieces.append(content + b"\n")
+            pos = start + length + 1
+        pieces.append(data[pos:])
+        body = b"".join(pieces)
         appended = [x for x in self._appended if x is not None]
-        # The original last line keeps its missing newline unless something follows it.
-        last_untouched = (not self._terminated and n and (n - 1) not in edits)
-        body = b"\n".join(kept)
-        if last_untouched and not appended and self._crlf and kept:
-            kept[-1] = kept[-1][:-1]
-        if kept and (appended or not last_untouched):
-            body += b"\n"
         if appended:
+            # The original last line keeps its missing newline unless something follows
+            # it; then it gets a bare "\n": a "\r" could land inside an unterminated quote.
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
             body += b"\n".join(appended) + b"\n"
         return body
 
@@ -475,8 +518,8 @@ class LineDocument(object):
     def _stored_value(self, value):
         raise NotImplementedError
 
-    def _render_existing(self, rec, raw_key, stored):
+    def _render_existing(self, r, raw_key, stored):
         raise NotImplementedError
 
-    def _render_new(self, raw_key, stored, ref_rec):
+    def _render_new(self, raw_key, stored, ref):
         raise NotImplementedError

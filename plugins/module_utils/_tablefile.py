@@ -102,28 +102,25 @@ class TableDocument(LineDocument):
             raise EntryError("empty value: postmap needs key whitespace value")
         return stored
 
-    def _layout(self, rec):
+    def _layout(self, r):
         """(key as written, whitespace before the value) of a record's start line, or None."""
-        start = self._content(rec[0])
-        if start.endswith(b"\r"):
-            start = start[:-1]
-        start = c_string(start)
+        start = c_string(self._start_line(r))
         end, in_quotes = _key_end(start)
         if in_quotes:
             return None
         rest = start[end:]
         return start[:end], rest[:len(rest) - len(rest.lstrip(WHITESPACE))]
 
-    def _render_existing(self, rec, raw_key, stored):
-        layout = self._layout(rec)
-        if layout is None or self.fold_key(layout[0]) != rec[2]:
+    def _render_existing(self, r, raw_key, stored):
+        layout = self._layout(r)
+        if layout is None or self.fold_key(layout[0]) != self._keys[r]:
             return raw_key + b"\t" + stored
         written, sep = layout
         return written + (sep or b"\t") + stored
 
-    def _render_new(self, raw_key, stored, ref_rec):
+    def _render_new(self, raw_key, stored, ref):
         sep = b"\t"
-        layout = self._layout(ref_rec) if ref_rec is not None else None
+        layout = self._layout(ref) if ref is not None else None
         if layout is not None:
             sep = aligned_separator(raw_key, layout[0], layout[1], b"\t")
         return raw_key + sep + stored

@@ -257,10 +257,7 @@ def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
     touched = set()
     for op, name, value in ops:
         k = doc.fold_key(name.encode())
-        for rec in doc._records:
-            if rec is not None and rec[2] == k and rec[0] < len(lines):
-                touched.add(rec[0])
-                touched.update(rec[1] or ())
+        touched.update(i for i in doc.lines_of(name) if i < len(lines))
         if op == "set":
             doc.set(name, value)
             model[k] = _aliasfile.render_value(value)

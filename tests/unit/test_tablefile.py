@@ -263,10 +263,7 @@ def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
     fold = doc.fold_key
     for op, key, value in ops:
         k = fold(key.encode())
-        for rec in doc._records:
-            if rec is not None and rec[2] == k and rec[0] < len(lines):
-                touched.add(rec[0])
-                touched.update(rec[1] or ())
+        touched.update(i for i in doc.lines_of(key) if i < len(lines))
         if op == "set":
             doc.set(key, value)
             model[k] = _tablefile.render_value(value)
