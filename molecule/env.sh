@@ -7,7 +7,6 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$root/molecule/containers.conf}"
 export MOLECULE_GLOB="${MOLECULE_GLOB:-molecule/*/molecule.yml}"
 # This checkout as mailops.postfix, plus containers.podman for the podman driver.
 export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections:$root/.build/molecule/collections"
-export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 export PATH="$root/.venv/bin:$PATH"
 mkdir -p "$root/.build/collections/ansible_collections/mailops"
 [ -L "$root/.build/collections/ansible_collections/mailops/postfix" ] ||

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -14,11 +13,6 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 EXAMPLES = os.path.join(ROOT, "playbooks", "examples", "inventory")
-
-_spec = importlib.util.spec_from_file_location(
-    "postfix_server_filters", os.path.join(ROOT, "roles", "server", "filter_plugins", "postfix_server.py"))
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
 
 # Sends one message; prints JSON: {"ok": true} or {"refused": {rcpt: [code, text]}}.
 SMTP_CLIENT = r"""
@@ -73,16 +67,40 @@ def _load(path):
         return yaml.safe_load(f) or {}
 
 
+def _targets(value):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(t).strip() for t in value]
+
+
 def declared(hostname, overrides=None):
-    """(virtual map entries, alias entries) the example inventory declares for a host."""
+    """(virtual map entries, alias entries) the example inventory declares for a host.
+
+    Written independently of the role: fleet domains then host domains (a host entry for a
+    fleet domain adds aliases and wins per alias); postmaster -> root unless declared."""
     v = dict(_load(os.path.join(EXAMPLES, "group_vars", "mail_servers.yml")))
     v.update(_load(os.path.join(EXAMPLES, "host_vars", hostname + ".yml")))
     v.update(overrides or {})
-    domains = filters.merge_domains(v.get("postfix_server_virtual_alias_domains"),
-                                    v.get("postfix_server_virtual_alias_domains_host"))
-    aliases = filters.alias_entries({"postmaster": ["root"]}, v.get("postfix_server_aliases"),
-                                    v.get("postfix_server_aliases_host"))
-    return filters.virtual_map(domains), aliases
+    domains = {}
+    for item in (v.get("postfix_server_virtual_alias_domains") or []) + (v.get("postfix_server_virtual_alias_domains_host") or []):
+        d = domains.setdefault(item["domain"].lower(), {"aliases": {}})
+        d["aliases"].update(item.get("aliases") or {})
+        if item.get("catch_all") is not None:
+            d["catch_all"] = item["catch_all"]
+    virtual = {}
+    for domain, d in domains.items():
+        for alias, targets in d["aliases"].items():
+            key = alias.lower() if "@" in alias else "%s@%s" % (alias.lower(), domain)
+            virtual[key] = _targets(targets)
+        if "catch_all" in d:
+            virtual["@" + domain] = _targets(d["catch_all"])
+    aliases = {"postmaster": ["root"]}
+    for layer in (v.get("postfix_server_aliases"), v.get("postfix_server_aliases_host")):
+        for name, targets in (layer or {}).items():
+            aliases[name.lower()] = _targets(targets)
+    return virtual, aliases
 
 
 def inventory_table_type():
