@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from array import array
 from collections import Counter
 from itertools import accumulate, chain, repeat
 from operator import add
@@ -28,6 +30,8 @@ _MAX_FILE = 0xFFFFFFFF
 _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
 _LANE = struct.Struct("<Q")
+_HASH_BLOCK = 4096
+_WRITE_BATCH = 65536
 
 
 class CdbError(PostfixError):
@@ -43,36 +47,45 @@ def _hash(key):
 
 
 def _hashes(keys):
-    """cdb hashes of ``keys``, computed a column at a time for keys of equal length.
+    """cdb hashes of ``keys`` (an array of uint32), a column at a time for keys of equal length.
 
     Each key gets a 64-bit lane in one big integer: multiplying by 33 a value below 2**32
     cannot carry into the next lane, so one big-integer multiply, mask and xor hash a whole
-    column of bytes at C speed instead of one Python operation per byte.
+    column of bytes at C speed instead of one Python operation per byte. Blocks of
+    _HASH_BLOCK keys keep those integers cache-sized.
     """
-    out = [0] * len(keys)
+    out = array("I", bytes(4 * len(keys)))
     groups = {}
     for i, key in enumerate(keys):
         groups.setdefault(len(key), []).append(i)
-    for length, idx in groups.items():
-        count = len(idx)
-        if count < 16 or not length:
-            for i in idx:
+    for length, members in groups.items():
+        if len(members) < 16 or not length:
+            for i in members:
                 out[i] = _hash(keys[i])
             continue
-        blob = b"".join([keys[i] for i in idx])
-        mask = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little")
-        h = int.from_bytes(_LANE.pack(5381) * count, "little")
-        column = bytearray(8 * count)
-        for j in range(length):
-            column[0::8] = blob[j::length]
-            h = ((h * 33) & mask) ^ int.from_bytes(column, "little")
-        for i, value in zip(idx, struct.unpack("<%dQ" % count, h.to_bytes(8 * count, "little"))):
-            out[i] = value
+        for b in range(0, len(members), _HASH_BLOCK):
+            idx = members[b:b + _HASH_BLOCK]
+            count = len(idx)
+            blob = b"".join([keys[i] for i in idx])
+            mask = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little")
+            h = int.from_bytes(_LANE.pack(5381) * count, "little")
+            column = bytearray(8 * count)
+            for j in range(length):
+                column[0::8] = blob[j::length]
+                h = ((h * 33) & mask) ^ int.from_bytes(column, "little")
+            for i, value in zip(idx, struct.unpack("<%dQ" % count, h.to_bytes(8 * count, "little"))):
+                out[i] = value
     return out
 
 
-def _build(records):
-    """Return the cdb file contents for ``records`` as a list of bytes-like chunks."""
+def _uint32_le(values):
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tobytes()
+
+
+def _plan(records):
+    """Validate ``records``; return (keys, values, header bytes, hash table bytes)."""
     records = list(records)
     count = len(records)
     try:
@@ -81,31 +94,26 @@ def _build(records):
         keys, values = zip(*records) if records else ((), ())
     except (TypeError, ValueError):
         raise CdbError("cdb records must be (key, value) pairs")
+    del records
     if not all(map(isinstance, keys, repeat(bytes))) or not all(map(isinstance, values, repeat(bytes))):
         raise CdbError("cdb records must be (bytes, bytes) pairs")
-    klens = list(map(len, keys))
-    vlens = list(map(len, values))
     # Record positions: 2048, then each record's 8 + klen + vlen bytes (cdb_make_add).
-    positions = list(accumulate(chain((_HEADER_SIZE,), map(add, map(add, klens, vlens), repeat(8)))))
-    end = positions.pop()
+    end = _HEADER_SIZE + 8 * count + sum(map(len, keys)) + sum(map(len, values))
     if end + 16 * count > _MAX_FILE:
         raise CdbError("cdb table too large: a cdb file cannot exceed 4 GiB")
-    chunks = [b""] * (3 * count + 2)
-    chunks[1:-1:3] = map(_PAIR.pack, klens, vlens)
-    chunks[2:-1:3] = keys
-    chunks[3:-1:3] = values
+    positions = accumulate(chain((_HEADER_SIZE,), map(add, map(add, map(len, keys), map(len, values)), repeat(8))))
 
     # cdb_make_finish: table t (= hash & 255) gets 2 * (its record count) slots; a record
     # goes to slot (hash >> 8) % nslots, then linear probing, in insertion order. The 256
     # tables follow the records back to back, so all slots live in one array here.
     hashes = _hashes(keys)
-    tables = [h & 0xFF for h in hashes]
+    tables = bytes(h & 0xFF for h in hashes)
     nslots = [0] * 256
     for t, n in Counter(tables).items():
         nslots[t] = 2 * n
     bases = list(accumulate(chain((0,), nslots)))
-    slot_hash = [0] * (2 * count)
-    slot_pos = [0] * (2 * count)
+    slot_hash = array("I", bytes(8 * count))
+    slot_pos = array("I", bytes(8 * count))
     for h, rpos, t in zip(hashes, positions, tables):
         n = nslots[t]
         base = bases[t]
@@ -116,28 +124,40 @@ def _build(records):
                 i = 0
         slot_hash[base + i] = h
         slot_pos[base + i] = rpos
-    flat = [0] * (4 * count)
-    flat[0::2] = slot_hash
-    flat[1::2] = slot_pos
-    chunks[-1] = struct.pack("<%dI" % len(flat), *flat)
+    del hashes
+    slots = array("I", bytes(16 * count))
+    slots[0::2] = slot_hash
+    slots[1::2] = slot_pos
     header = [0] * 512
     header[0::2] = [end + 8 * b for b in bases[:256]]
     header[1::2] = nslots
-    chunks[0] = _HEADER.pack(*header)
-    return chunks
+    return keys, values, _HEADER.pack(*header), _uint32_le(slots)
+
+
+def _emit(out, records):
+    """Write the cdb file for ``records`` through ``out`` (a write method), in batches."""
+    keys, values, header, slots = _plan(records)
+    out(header)
+    pack = _PAIR.pack
+    for b in range(0, len(keys), _WRITE_BATCH):
+        k = keys[b:b + _WRITE_BATCH]
+        v = values[b:b + _WRITE_BATCH]
+        out(b"".join(chain.from_iterable(zip(map(pack, map(len, k), map(len, v)), k, v))))
+    out(slots)
 
 
 def dumps(records):
     """The cdb file contents for ``records`` (an iterable of ``(key, value)`` bytes pairs)."""
-    return b"".join(_build(records))
+    chunks = []
+    _emit(chunks.append, records)
+    return b"".join(chunks)
 
 
 def write(path, records):
     """Write ``records`` as a complete cdb file at ``path`` (truncating it)."""
-    chunks = _build(records)
     try:
         with open(path, "wb") as f:
-            f.write(b"".join(chunks))
+            _emit(f.write, records)
     except OSError as exc:
         raise CdbError("cannot write %s: %s" % (path, exc.strerror or exc))
 
