@@ -158,13 +158,13 @@ def test_flush_requeue_and_long_queue_ids(postfix_instance):
     first, second = sorted(q)
     res = mod(pf, state="flushed", ids=[first], _check=True)
     assert res["changed"] is True and res["ids"] == [first]
+    attempts = pf.log().count("%s: to=<" % first)
     res = mod(pf, state="flushed", ids=[first])
     assert res["changed"] is True and res["ids"] == [first]
-    log = pf.wait_for_log("%s: to=<" % first)
     deadline = time.monotonic() + 20
-    while pf.log().count("%s: to=<" % first) < 2 and time.monotonic() < deadline:
+    while pf.log().count("%s: to=<" % first) <= attempts and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert pf.log().count("%s: to=<" % first) == 2, log  # one more delivery attempt
+    assert pf.log().count("%s: to=<" % first) > attempts, pf.log()  # one more delivery attempt
 
     res = mod(pf, state="flushed")
     assert res["changed"] is True and sorted(res["ids"]) == sorted(q)
