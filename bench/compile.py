@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) mailops.postfix contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Compile the same virtual-map (or aliases) sources with C postmap/postalias and with our
@@ -81,7 +80,7 @@ def child_rss(cmd, cwd):
             os.execvp(cmd[0], cmd)
         finally:
             os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
+    status, usage = os.wait4(pid, 0)[1:]
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("%s failed" % " ".join(cmd))
     return usage.ru_maxrss / 1024.0
@@ -99,7 +98,7 @@ def bench(kind, type_name, n, runs, python, workdir, ours_only):
     c_cmd = [tool, "-c", conf, "%s:%s" % (type_name, src)]
     our_cmd = [python, "-c", OURS, COLLECTIONS, "table" if kind == "table" else "aliases", type_name, src]
     c_times, our_times = [], []
-    for _ in range(runs):
+    for _run in range(runs):
         if not ours_only:
             c_times.append(timed(c_cmd, workdir))
         our_times.append(timed(our_cmd, workdir))

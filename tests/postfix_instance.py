@@ -115,6 +115,9 @@ class PostfixInstance:
         """Write main.cf from ``self.main`` updated with ``extra`` (sorted, one per line)."""
         self.main.update(extra)
         self.main_cf.write_text("".join("%s = %s\n" % kv for kv in self.main.items()))
+        # Postfix tools wait for a main.cf changed in the last seconds to settle; date it back.
+        old = time.time() - 60
+        os.utime(self.main_cf, (old, old))
 
     def add_mailboxes(self, *users: str) -> None:
         """Make ``user@mbox.test`` deliverable into vmail/<user>/ (Maildir)."""

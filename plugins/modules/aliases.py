@@ -13,7 +13,7 @@ version_added: "0.1.0"
 author: mailops.postfix maintainers (@mailops)
 description:
   - Adds, changes or removes entries of a local aliases file in the aliases(5) format
-    (C(name: target, target)), then compiles the index Postfix reads, in Python, like
+    (a name, a colon, then targets separated by commas), then compiles the index Postfix reads, in Python, like
     C(postalias) (with its extra C(@), C(YP_LAST_MODIFIED) and C(YP_MASTER_NAME) records).
   - Targets are normalised as C(postalias)'s RFC 822 tokenizer does (C(a , b,c) is C(a, b, c)).
   - Targets that run a program (C(|command)), write a file (C(/path)) or read a list from a
@@ -127,7 +127,7 @@ EXAMPLES = r"""
     entries:
       oldname:
     compile: false
-  notify: mailops.postfix : rebuild aliases
+  notify: "mailops.postfix : rebuild aliases"
 """
 
 RETURN = r"""

@@ -116,7 +116,7 @@ EXAMPLES = r"""
     entries:
       old@example.tld:
     compile: false
-  notify: mailops.postfix : rebuild tables
+  notify: "mailops.postfix : rebuild tables"
 """
 
 RETURN = r"""

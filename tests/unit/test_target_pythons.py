@@ -36,8 +36,8 @@ def _needs_ansible(path):
 
 # Engines are standard library only; the few module_utils that drive AnsibleModule are
 # imported by ansible-test's own import test on the Pythons it supports.
-ENGINES = sorted(_engine_name(p) for p in glob.glob(os.path.join(ROOT, "plugins", "module_utils", "**", "*.py"),
-                                                   recursive=True) if not _needs_ansible(p))
+MODULE_UTILS = glob.glob(os.path.join(ROOT, "plugins", "module_utils", "**", "*.py"), recursive=True)
+ENGINES = sorted(_engine_name(p) for p in MODULE_UTILS if not _needs_ansible(p))
 
 
 def test_oldest_target_python_is_present():

@@ -27,7 +27,15 @@ def conf(tmp_path):
     d = tmp_path / "etc"
     d.mkdir()
     (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.tld\n")
+    settle(d / "main.cf")
     return str(d)
+
+
+def settle(path):
+    """Date a just-written main.cf back: Postfix tools wait for a main.cf modified in the
+    last seconds to settle before reading it, which only slows the tests down."""
+    old = os.stat(path).st_mtime - 60
+    os.utime(path, (old, old))
 
 
 def table_args(tmp_path, conf, type_name, **kw):
@@ -113,6 +121,7 @@ def test_type_comes_from_main_cf_reference(tmp_path):
     conf.mkdir()
     src = tmp_path / "virtual"
     (conf / "main.cf").write_text("virtual_alias_maps = lmdb:%s\ndefault_database_type = cdb\n" % src)
+    settle(conf / "main.cf")
     result = run_module("lookup_table", dict(path=str(src), config_dir=str(conf), entries={"a@x.tld": "a"}))
     assert result["type"] == "lmdb" and result["index"] == str(src) + ".lmdb"
     other = run_module("lookup_table", dict(path=str(tmp_path / "transport"), config_dir=str(conf),
@@ -142,8 +151,11 @@ def test_duplicates_warn_like_postmap_and_keep_the_first(tmp_path, conf):
     result = run_module("postmap", dict(path=str(src), config_dir=conf, type="hash"))
     assert result["source_warnings"] == ['%s:2: duplicate entry: "a@x.tld"' % src]
     assert postmap_q(conf, "a@x.tld", "hash:%s" % src) == "first"
-    real = subprocess.run(["postmap", "-c", conf, "-q", "a@x.tld", "hash:%s" % src], capture_output=True, text=True)
-    assert real.stdout == "first\n"
+    other = tmp_path / "copy"
+    other.write_text(src.read_text())
+    real = subprocess.run(["postmap", "-c", conf, "hash:%s" % other], capture_output=True, text=True, check=True)
+    assert 'duplicate entry: "a@x.tld"' in real.stderr
+    assert postmap_q(conf, "a@x.tld", "hash:%s" % other) == "first"
 
 
 def test_bad_source_fails_with_path_and_line_and_writes_nothing(tmp_path, conf):
@@ -233,6 +245,7 @@ def test_newaliases_rebuilds_alias_database_only_when_stale(tmp_path):
     a2.write_text("ops: admin, oncall\n")
     (conf / "main.cf").write_text("myhostname = mx.x.tld\nalias_maps = hash:%s\n"
                                   "alias_database = hash:%s, lmdb:%s\n" % (a1, a1, a2))
+    settle(conf / "main.cf")
     first = run_module("newaliases", dict(config_dir=str(conf)))
     assert first["rebuilt"] == ["hash:%s" % a1, "lmdb:%s" % a2]
     assert postmap_q(str(conf), "ops", "lmdb:%s" % a2, tool="postalias") == "admin, oncall"
@@ -251,6 +264,7 @@ def test_postmap_reads_an_index_written_by_real_postalias(tmp_path, conf):
     src = tmp_path / "aliases"
     src.write_text("root: admin\n")
     (tmp_path / "etc" / "main.cf").write_text("myhostname = mx.example.tld\nalias_database = hash:%s\n" % src)
+    settle(tmp_path / "etc" / "main.cf")
     subprocess.run(["postalias", "-c", conf, "hash:%s" % src], check=True)
     assert run_module("newaliases", dict(config_dir=conf))["changed"] is False
 
