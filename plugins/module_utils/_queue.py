@@ -145,8 +145,10 @@ class PostfixQueue:
         argv = [find_tool(tool), "-c", self.config_dir] + list(args)
         env = dict(os.environ, LC_ALL="C")
         try:
-            proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  universal_newlines=True, env=env, check=False)
+            # The engine also runs without an AnsibleModule (tests, scripts): no run_command here.
+            proc = subprocess.run(  # pylint: disable=ansible-bad-function
+                argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                universal_newlines=True, env=env, check=False)
         except OSError as exc:
             raise PostfixError("cannot run %s: %s" % (argv[0], exc))
         return proc.returncode, proc.stdout, proc.stderr
@@ -222,10 +224,10 @@ class PostfixQueue:
     # -- actions -----------------------------------------------------------------
     def postsuper(self, state: str, ids, queues=None) -> dict:
         """Run one ``postsuper -X -`` (ids on stdin) or ``-X ALL`` when ``ids == "ALL"``."""
-        flag, verb, word, _ = _OPS[state]
+        flag, verb, word = _OPS[state][:3]
         args = [flag, "ALL" if ids == "ALL" else "-"] + list(queues or [])
         stdin = None if ids == "ALL" else "".join(i + "\n" for i in ids)
-        rc, _, err = self._run("postsuper", args, stdin=stdin)
+        rc, dummy, err = self._run("postsuper", args, stdin=stdin)
         done, count = [], None
         for line in err.splitlines():
             m = _DONE_LINE.match(line.strip())
@@ -253,7 +255,7 @@ class PostfixQueue:
         else:
             calls = [["-f"]]
         for args in calls:
-            rc, _, err = self._run("postqueue", args)
+            rc, dummy, err = self._run("postqueue", args)
             if rc != 0:
                 msg = self._fatal(err)
                 if "mail system is down" in msg.lower():

@@ -20,9 +20,9 @@ description:
   - The log is, in order, O(path) when given; else the file in Postfix's C(maillog_file) parameter
     (read with C(postconf -c O(config_dir) -h maillog_file)); else C(/var/log/mail.log) or
     C(/var/log/maillog); else the journal (C(journalctl -u postfix*)) when C(journalctl) exists.
-  - Understands syslog lines (C(Nov 24 11:11:11 host postfix/smtpd[123]: warning: ...)), the RFC 3339
-    form (C(2026-11-24T11:11:11.123456+00:00 host ...)) and Postfix's own C(maillog_file)
-    written by postlogd(8). Lines of other programs are ignored.
+  - "Understands syslog lines (C(Nov 24 11:11:11 host postfix/smtpd[123]: warning: ...)), the RFC 3339
+    form (C(2026-11-24T11:11:11.123456+00:00 host ...)) and the C(maillog_file) of Postfix
+    written by postlogd(8). Lines of other programs are ignored."
   - Files are streamed, and O(lines) reads the end of the file backwards in blocks: large logs are
     never read whole into memory. Rotated copies can be included (O(include_rotated)).
   - Never changes anything. RV(healthy) is false when any C(fatal) or C(panic) line is found.

@@ -19,9 +19,9 @@ description:
     or C(-r) process that reads the queue ids on standard input.
   - The queue is always listed first. O(ids) that are not in the queue are reported in
     RV(missing_ids), which is not an error.
-  - C(changed) is true only when something was actually flushed, deleted, held, released or
-    requeued, as counted by C(postsuper)'s own summary (for example
-    C(postsuper: Deleted: 2 messages)).
+  - "C(changed) is true only when something was actually flushed, deleted, held, released or
+    requeued, as counted by the summary C(postsuper) prints (for example
+    C(postsuper: Deleted: 2 messages))."
   - In check mode nothing is touched; RV(ids) lists exactly the messages that would be.
   - Listing works while Postfix is stopped (C(postqueue) then reads the queue directly, as
     root); RV(postfix_running) says which happened. Flushing needs a running Postfix.
@@ -260,7 +260,9 @@ missing_ids:
   elements: str
   sample: [4F00A1B2C3]
 skipped_ids:
-  description: Requested ids in the queue that were not acted on, because they do not match the filters or are already in the wanted state (for example holding a held message).
+  description:
+    - Requested ids in the queue that were not acted on, because they do not match the filters
+      or are already in the wanted state (for example holding a held message).
   returned: always
   type: list
   elements: str

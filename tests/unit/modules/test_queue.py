@@ -109,7 +109,7 @@ def test_list_filters_hold_release_delete_one(postfix_instance):
 
 def test_delete_all_needs_confirmation_and_check_mode_touches_nothing(postfix_instance):
     pf = postfix_instance
-    _, q = _deferring(pf, 3)
+    q = _deferring(pf, 3)[1]
 
     res = mod(pf, state="deleted", ids=["ALL"])
     assert res["failed"] and "confirm_all" in res["msg"]
@@ -151,7 +151,7 @@ def test_delete_all_needs_confirmation_and_check_mode_touches_nothing(postfix_in
 
 def test_flush_requeue_and_long_queue_ids(postfix_instance):
     pf = postfix_instance
-    _, q = _deferring(pf, 2, enable_long_queue_ids="yes")
+    q = _deferring(pf, 2, enable_long_queue_ids="yes")[1]
     for qid in q:
         assert valid_queue_id(qid) and "z" in qid and len(qid) > 11, qid
 
@@ -193,7 +193,7 @@ def test_flush_requeue_and_long_queue_ids(postfix_instance):
 
 def test_postfix_not_running(postfix_instance):
     pf = postfix_instance
-    _, q = _deferring(pf, 2)
+    q = _deferring(pf, 2)[1]
     pf.stop()
     res = mod(pf)
     assert not res.get("failed"), res
@@ -240,7 +240,7 @@ def test_queue_ids_and_durations():
 
 def test_queue_playbook(postfix_instance):
     pf = postfix_instance
-    _, q = _deferring(pf, 3)
+    q = _deferring(pf, 3)[1]
     rc, out = run_playbook(pf, "queue")
     assert rc == 0, out
     assert "localhost: 3 message(s) (3 deferred)" in out and all(i in out for i in q)
