@@ -221,8 +221,9 @@ PHYSICAL = st.one_of(
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(lines=st.lists(PHYSICAL, max_size=12), eols=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=12,
-                                                                     max_size=12), final=st.booleans())
+@given(lines=st.lists(PHYSICAL, max_size=12),
+       eols=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=12, max_size=12),
+       final=st.booleans())
 def test_round_trip_is_byte_identical(lines, eols, final):
     data = b"".join(line + eol for line, eol in zip(lines, eols))
     if final:
