@@ -23,7 +23,7 @@ description:
   - "Understands syslog lines (C(Nov 24 11:11:11 host postfix/smtpd[123]: warning: ...)), the RFC 3339
     form (C(2026-11-24T11:11:11.123456+00:00 host ...)) and the C(maillog_file) of Postfix
     written by postlogd(8). Lines of other programs are ignored."
-  - Files are streamed, and O(lines) reads the end of the file backwards in blocks: large logs are
+  - Files are streamed, and O(lines) reads the end of the file backwards in blocks, so large logs are
     never read whole into memory. Rotated copies can be included (O(include_rotated)).
   - Never changes anything. RV(healthy) is false when any C(fatal) or C(panic) line is found.
 options:
