@@ -1,0 +1,449 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where things are (config_dir, queue_directory, the master pid), the facts the
+``postconf`` binary knows (defaults, table types), the referenced lookup tables, the
+pre-flight checks and the reload itself (postfix-script "reload" without the shell)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path
+from ansible_collections.mailops.postfix.plugins.module_utils import _maincf
+
+DEFAULT_CONFIG_DIR = "/etc/postfix"
+DEFAULT_QUEUE_DIR = "/var/spool/postfix"
+# master.c: DEF_PID_DIR "pid", relative to queue_directory; the file is "<procname>.pid".
+PID_FILE = os.path.join("pid", "master.pid")
+
+# Parameters the running master reads only when it starts; a reload keeps the old value
+# and logs "to change X, stop and start Postfix". master_vars.c:master_vars_init watches
+# config_directory, queue_directory and inet_protocols; master_ent.c refuses to change
+# inet_interfaces; master.c:main applies import_environment (clean_env), queue_directory
+# (chdir) and data_directory (master.lock) once. master_service_disable is re-read on
+# reload (master_vars_init), so it is not listed.
+RESTART_PARAMS = (
+    "config_directory",
+    "data_directory",
+    "import_environment",
+    "inet_interfaces",
+    "inet_protocols",
+    "queue_directory",
+)
+
+# Postfix dictionary types (dict_open.c and the dynamic maps) that name a file after ':'.
+TABLE_TYPES = (
+    "btree", "cdb", "cidr", "dbm", "hash", "ldap", "lmdb", "memcache", "mongodb", "mysql",
+    "nis", "nisplus", "pcre", "pgsql", "regexp", "sdbm", "sqlite", "texthash",
+)
+# Types whose index is a separate file postmap/postalias builds from the source.
+INDEX_TYPES = ("hash", "btree", "cdb", "lmdb", "dbm", "sdbm")
+# Types that wrap other tables: proxy:type:name, unionmap:{...}, pipemap:{...}.
+WRAPPER_TYPES = ("proxy",)
+LIST_TYPES = ("unionmap", "pipemap")
+
+
+def which(name, extra=("/usr/sbin", "/usr/bin", "/sbin", "/bin")):
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in extra:
+        cand = os.path.join(d, name)
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def _run(argv):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as e:
+        raise PostfixError("%s: %s" % (argv[0], e))
+    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+
+def parse_postconf_output(text):
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(" =")
+        if sep:
+            out[name.strip()] = value[1:] if value.startswith(" ") else value
+    return out
+
+
+class Binary(object):
+    """The installed ``postconf`` (None when Postfix is not installed)."""
+
+    def __init__(self, postconf=None):
+        self.postconf = postconf if postconf is not None else which("postconf")
+        self._defaults = {}
+
+    def __bool__(self):
+        return bool(self.postconf)
+
+    def defaults(self, config_dir=None):
+        """``postconf -d``: compiled-in defaults (raw, unexpanded), or {} without Postfix."""
+        if not self.postconf:
+            return {}
+        key = config_dir or ""
+        if key not in self._defaults:
+            argv = [self.postconf, "-d"]
+            if config_dir and os.path.isdir(config_dir):
+                argv[1:1] = ["-c", config_dir]
+            rc, out, err = _run(argv)
+            if rc != 0:
+                raise PostfixError("%s failed: %s" % (" ".join(argv), err.strip()))
+            self._defaults[key] = parse_postconf_output(out)
+        return self._defaults[key]
+
+    def default(self, name, fallback=None):
+        return self.defaults().get(name, fallback)
+
+    def map_types(self):
+        """``postconf -m``: the table types this Postfix supports."""
+        if not self.postconf:
+            return []
+        rc, out, err = _run([self.postconf, "-m"])
+        if rc != 0:
+            raise PostfixError("postconf -m failed: %s" % err.strip())
+        return sorted(t for t in out.split() if t)
+
+
+# -- reading the configuration ---------------------------------------------------
+
+def main_cf_path(config_dir):
+    return os.path.join(config_dir, "main.cf")
+
+
+def load(config_dir, binary=None, missing_ok=False):
+    """(MainCf, Config) for ``config_dir``, layered over ``postconf -d`` when installed."""
+    maincf = _maincf.MainCf.load(main_cf_path(config_dir), missing_ok=missing_ok)
+    binary = binary if binary is not None else Binary()
+    defaults = binary.defaults(config_dir) if binary else {}
+    return maincf, _maincf.Config(maincf, defaults)
+
+
+def queue_directory(config, binary=None):
+    """queue_directory from main.cf, else the compiled default (postconf -dh), else Debian's."""
+    value = config.value("queue_directory")
+    if value:
+        return value
+    if binary is not None and binary:
+        value = binary.default("queue_directory")
+        if value:
+            return value
+    return DEFAULT_QUEUE_DIR
+
+
+# -- lookup tables main.cf references ---------------------------------------------
+
+_TOKEN_SEP = " \t\r\n\v\f,"
+
+
+def _tokens(text):
+    """Split on commas and whitespace, keeping ``{...}`` groups whole (mystrtokq "{}")."""
+    out = []
+    cur = []
+    level = 0
+    for c in text:
+        if level == 0 and c in _TOKEN_SEP:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+            continue
+        if c == "{":
+            level += 1
+        elif c == "}" and level > 0:
+            level -= 1
+        cur.append(c)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def _table_refs(token, out):
+    if token.startswith("{") and token.endswith("}"):
+        for t in _tokens(token[1:-1]):
+            _table_refs(t, out)
+        return
+    m = re.match(r"^([A-Za-z0-9_]+):(.*)\Z", token, re.S)
+    if not m:
+        return
+    typ, rest = m.group(1).lower(), m.group(2)
+    if typ in WRAPPER_TYPES:
+        _table_refs(rest, out)
+    elif typ in LIST_TYPES and rest.startswith("{"):
+        _table_refs(rest, out)
+    elif typ in TABLE_TYPES and rest.startswith("/"):
+        out.append((typ, rest))
+
+
+def table_refs(value):
+    """``[(type, path)]`` for every ``type:/path`` lookup table in an expanded value."""
+    out = []
+    for tok in _tokens(value):
+        _table_refs(tok, out)
+    return out
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def table_info(typ, path):
+    """type, source, index, exists, stale (index missing or older than its source)."""
+    src_mtime = _mtime(path)
+    info = {"type": typ, "path": path, "source_exists": src_mtime is not None,
+            "index": None, "index_exists": None, "stale": False}
+    if typ in INDEX_TYPES:
+        idx = index_path(path, typ)
+        idx_mtime = _mtime(idx)
+        info["index"] = idx
+        info["index_exists"] = idx_mtime is not None
+        info["stale"] = idx_mtime is None or (src_mtime is not None and idx_mtime < src_mtime)
+    return info
+
+
+def alias_database_refs(config, default_type):
+    """newaliases' view of alias_database: entries without ``type:`` use default_database_type
+    (sendmail.c: postalias -- <alias_database split on ", \\t\\r\\n">)."""
+    out = []
+    for tok in _maincf.split_list(config.value("alias_database")):
+        m = re.match(r"^([A-Za-z0-9_]+):(.*)\Z", tok)
+        if m:
+            typ, path = m.group(1).lower(), m.group(2)
+        else:
+            typ, path = default_type, tok
+        if path.startswith("/"):
+            out.append((typ, path))
+    return out
+
+
+def referenced_tables(config, names=None, warnings=None):
+    """``{(type, path): {..., "parameters": [names]}}`` for every table main.cf references.
+
+    Every explicit parameter value is expanded (so ``$alias_maps`` style indirection is
+    followed); defaults are consulted for names the values reference."""
+    found = {}
+    params = names if names is not None else sorted(config.explicit)
+    for name in params:
+        value = config.value(name, warnings=warnings)
+        for ref in table_refs(value):
+            entry = found.get(ref)
+            if entry is None:
+                entry = found[ref] = table_info(*ref)
+                entry["parameters"] = []
+            if name not in entry["parameters"]:
+                entry["parameters"].append(name)
+    return found
+
+
+# -- the running master ----------------------------------------------------------
+
+def pid_file(queue_dir):
+    return os.path.join(queue_dir, PID_FILE)
+
+
+def read_pid(path):
+    """The pid in master.pid (``%*lu\\n`` with padding, master.c), or None."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(4096).decode("ascii", "replace")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise PostfixError("%s: cannot read: %s" % (path, e.strerror))
+    first = text.split("\n", 1)[0].strip()
+    if not first:
+        return None
+    if not first.isdigit():
+        raise PostfixError("%s: not a pid file: %r" % (path, first[:40]))
+    return int(first)
+
+
+def is_locked(path):
+    """The master holds an exclusive flock on master.pid while it runs (master -t)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise PostfixError("%s: cannot open: %s" % (path, e.strerror))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, OSError) as e:
+            if isinstance(e, BlockingIOError) or e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return True
+            raise PostfixError("%s: lock test failed: %s" % (path, e))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _proc(pid, what):
+    try:
+        with open("/proc/%d/%s" % (pid, what), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def is_master(pid):
+    """Whether /proc says ``pid`` is Postfix's master (comm "master", exe or argv[0] .../master)."""
+    comm = _proc(pid, "comm")
+    if comm is None or comm.strip() != b"master":
+        return False
+    try:
+        exe = os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        exe = ""
+    cmdline = _proc(pid, "cmdline") or b""
+    argv0 = cmdline.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return os.path.basename(exe.replace(" (deleted)", "")) == "master" or os.path.basename(argv0) == "master"
+
+
+def master_status(queue_dir):
+    """dict(pid_file, pid, running): running means the lock is held and /proc agrees.
+
+    Raises PostfixError when the file is locked but its pid is not Postfix's master."""
+    path = pid_file(queue_dir)
+    status = {"pid_file": path, "pid": None, "running": False}
+    if not os.path.exists(path):
+        return status
+    pid = read_pid(path)
+    if not is_locked(path):
+        return status
+    if pid is None:
+        raise PostfixError("%s is locked but holds no pid" % path)
+    if not is_master(pid):
+        raise PostfixError(
+            "%s names pid %d, which is not Postfix's master process (comm %r); refusing to signal it"
+            % (path, pid, (_proc(pid, "comm") or b"gone").strip().decode("utf-8", "replace")))
+    status["pid"] = pid
+    status["running"] = True
+    return status
+
+
+def signal_reload(pid):
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as e:
+        raise PostfixError("cannot signal master pid %d: %s" % (pid, e.strerror))
+
+
+def systemd_usable():
+    """systemd runs as PID 1 manager and knows a postfix unit."""
+    systemctl = which("systemctl")
+    if not systemctl or not os.path.isdir("/run/systemd/system"):
+        return None
+    rc, out, _err = _run([systemctl, "is-system-running"])
+    if out.strip() not in ("running", "degraded", "starting"):
+        return None
+    rc, out, _err = _run([systemctl, "list-unit-files", "postfix.service", "--no-legend"])
+    if rc != 0 or "postfix.service" not in out:
+        return None
+    return systemctl
+
+
+def start(config_dir):
+    """Start Postfix: through systemd for the default instance when systemd manages it,
+    else ``postfix -c DIR start``. Returns the method used."""
+    systemctl = systemd_usable() if os.path.realpath(config_dir) == DEFAULT_CONFIG_DIR else None
+    if systemctl:
+        argv = [systemctl, "start", "postfix.service"]
+        method = "systemd"
+    else:
+        postfix = which("postfix")
+        if not postfix:
+            raise PostfixError("cannot start Postfix: no postfix command found")
+        argv = [postfix, "-c", config_dir, "start"]
+        method = "postfix start"
+    rc, out, err = _run(argv)
+    if rc != 0:
+        raise PostfixError("%s failed (%d): %s" % (" ".join(argv), rc, (err or out).strip()))
+    return method
+
+
+# -- pre-flight checks -------------------------------------------------------------
+
+def _file_problems(path, what):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        return ["%s: cannot stat: %s" % (path, e.strerror)]
+    problems = []
+    if st.st_mode & stat.S_IWOTH:
+        problems.append("%s (%s) is world-writable (mode %04o)" % (path, what, stat.S_IMODE(st.st_mode)))
+    if st.st_uid != 0 and st.st_uid != os.geteuid():
+        problems.append("%s (%s) is owned by uid %d, not root" % (path, what, st.st_uid))
+    return problems
+
+
+def preflight(config_dir, binary=None):
+    """The checks ``reload`` runs before signalling. Returns (problems, warnings, facts)."""
+    binary = binary if binary is not None else Binary()
+    problems = []
+    warnings = []
+    try:
+        maincf, config = load(config_dir, binary)
+    except PostfixError as e:
+        return [str(e)], warnings, {}
+    warnings.extend(maincf.warnings)
+    exp_warnings = []
+    for name in sorted(config.explicit):
+        try:
+            config.value(name, strict=True)
+        except _maincf.ExpansionError as e:
+            exp_warnings.append("%s: parameter %s: %s" % (maincf.path, name, e))
+    problems.extend(exp_warnings)
+    tables = referenced_tables(config)
+    default_type = config.value("default_database_type") or "hash"
+    for ref in alias_database_refs(config, default_type):
+        entry = tables.get(ref)
+        if entry is None:
+            entry = tables[ref] = table_info(*ref)
+            entry["parameters"] = []
+        if "alias_database" not in entry["parameters"]:
+            entry["parameters"].append("alias_database")
+    stale = []
+    for (typ, path), info in sorted(tables.items()):
+        who = ", ".join(info["parameters"])
+        if typ in INDEX_TYPES:
+            if not info["index_exists"]:
+                stale.append(info["index"])
+                problems.append("%s:%s (%s): index %s is missing" % (typ, path, who, info["index"]))
+            elif info["stale"]:
+                stale.append(info["index"])
+                problems.append("%s:%s (%s): index %s is older than its source; run postmap/postalias"
+                                % (typ, path, who, info["index"]))
+            problems.extend(_file_problems(path, "table source"))
+            problems.extend(_file_problems(info["index"], "table index"))
+        elif not info["source_exists"]:
+            problems.append("%s:%s (%s): file not found" % (typ, path, who))
+        else:
+            problems.extend(_file_problems(path, "table"))
+    crossing = _maincf.crossing_domains(config)
+    if crossing:
+        problems.append(_maincf.crossing_message(crossing))
+    for name in ("main.cf", "master.cf"):
+        problems.extend(_file_problems(os.path.join(config_dir, name), "configuration"))
+    if not os.path.exists(os.path.join(config_dir, "master.cf")):
+        problems.append("%s: file not found" % os.path.join(config_dir, "master.cf"))
+    facts = {"maincf": maincf, "config": config, "tables": tables, "stale": stale}
+    return problems, warnings, facts
