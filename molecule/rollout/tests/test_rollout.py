@@ -1,0 +1,94 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""alias_rollout over three hosts: preview, roll out, verify, and stop at a failing host.
+
+The tests run in file order and build on each other (one fleet, changed step by step)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tests"))
+import mailtest as mt  # noqa: E402
+
+HOSTS = mt.group("mail_servers")
+KEY = "support@example.tld"
+
+
+def fleet_with_support(targets):
+    """The example fleet's domains with support@example.tld pointing at `targets`."""
+    group_vars = mt._load(os.path.join(mt.EXAMPLES, "group_vars", "mail_servers.yml"))
+    domains = copy.deepcopy(group_vars["postfix_server_virtual_alias_domains"])
+    next(d for d in domains if d["domain"] == "example.tld")["aliases"]["support"] = list(targets)
+    return {"postfix_server_virtual_alias_domains": domains}
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def playbook(name, *args):
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    cmd = ["ansible-playbook", "mailops.postfix." + name, "-i", inventory, "-e", "target=mail_servers", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def route(name):
+    h = mt.host(name)
+    return h.check_output("postmap -q %s %s", KEY, mt.map_ref(h, "virtual_alias_maps"))
+
+
+def test_fleet_starts_as_declared():
+    expected = ", ".join(mt.declared(HOSTS[0])[0][KEY])
+    assert [route(h) for h in HOSTS] == [expected] * len(HOSTS)
+
+
+def test_check_mode_previews_the_change_and_touches_nothing(tmp_path):
+    before = {h: route(h) for h in HOSTS}
+    rc, out = playbook("site", "--check", "--diff", "-e", "@" + write(tmp_path, "c.yml", fleet_with_support(["alice", "carol"])))
+    assert rc == 0, out
+    assert "-support@example.tld\talice, bob" in out, out
+    assert "+support@example.tld\talice, carol" in out, out
+    assert {h: route(h) for h in HOSTS} == before
+
+
+def test_rollout_reaches_every_host_without_reload(tmp_path):
+    rc, out = playbook("alias_rollout", "-e", "@" + write(tmp_path, "c.yml", fleet_with_support(["alice", "carol"])))
+    assert rc == 0, out
+    assert [route(h) for h in HOSTS] == ["alice, carol"] * len(HOSTS)
+    # Only the map changed: it was rebuilt, Postfix was not reloaded.
+    assert "Rebuild the virtual alias map" in out
+    assert "RUNNING HANDLER [mailops.postfix.server : Reload Postfix]" not in out, out
+    # ...and the running Postfix already routes by the new map.
+    mx = mt.host(HOSTS[-1])
+    token, result = mt.send(mx, "127.0.0.1", KEY)
+    assert result == {"ok": True}
+    assert mt.wait_for_mail(mx, "carol", token), mt.mail_log(mx)
+
+
+def test_failing_host_stops_the_rollout(tmp_path):
+    # The second host gets a broken host_vars layer (an alias with no target).
+    broken = {"all": {"hosts": {HOSTS[1]: {"postfix_server_aliases_host": {"broken": []}}}}}
+    rc, out = playbook("alias_rollout", "-i", write(tmp_path, "broken.yml", broken),
+                       "-e", "@" + write(tmp_path, "d.yml", fleet_with_support(["alice", "dave"])))
+    assert rc != 0, out
+    assert "postfix_server_aliases_host.broken has no target" in out, out
+    # First batch done, the failing host refused before changing anything, the rest untouched.
+    assert route(HOSTS[0]) == "alice, dave"
+    assert [route(h) for h in HOSTS[1:]] == ["alice, carol"] * (len(HOSTS) - 1)
+    # Later batches never started: the last host is not even mentioned.
+    assert HOSTS[2] not in out, out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _order_guard():
+    assert len(HOSTS) >= 3, "the rollout scenario needs at least three mail servers"

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `make demo`: the collection's main job on a throw-away local container.
+#  1. builds (or reuses) a Debian 12 image with Postfix (scripts/build-image.sh),
+#  2. starts it as mx1.example.tld, with no network but its own loopback,
+#  3. applies `ansible-playbook mailops.postfix.site` with playbooks/examples/inventory,
+#  4. asks the compiled virtual map where support@example.tld goes (postmap module),
+#  5. sends a mail to support@example.tld over SMTP and prints where it was delivered.
+# The container is removed at the end; DEMO_KEEP=1 keeps it for a look around
+# (podman exec -it mailops-demo-mx1 bash), `scripts/demo.sh clean` removes it later.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=../molecule/env.sh
+. "$root/molecule/env.sh"
+mailops_podman_collection
+
+name=mailops-demo-mx1
+label=mailops.postfix.demo=1
+work="$root/.build/demo"
+
+remove() {
+  # Only the container this script made (checked by its label).
+  if podman container exists "$name" &&
+     [ "$(podman inspect --format '{{ index .Config.Labels "mailops.postfix.demo" }}' "$name")" = 1 ]; then
+    podman rm -f -t 1 "$name" >/dev/null
+  fi
+}
+if [ "${1:-}" = clean ]; then remove; exit 0; fi
+if podman container exists "$name" &&
+   [ "$(podman inspect --format '{{ index .Config.Labels "mailops.postfix.demo" }}' "$name")" != 1 ]; then
+  echo "demo: a container named $name exists and is not the demo's; not touching it" >&2
+  exit 1
+fi
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Image"
+image=$(scripts/build-image.sh debian12)
+echo "$image"
+
+step "Container mx1.example.tld ($name)"
+remove
+podman run -d --init --name "$name" --label "$label" --hostname mx1.example.tld --network none \
+  "$image" sleep infinity >/dev/null
+[ "${DEMO_KEEP:-0}" = 1 ] || trap remove EXIT
+# The example inventory delivers to these local accounts.
+for u in admin alice bob; do podman exec "$name" useradd --no-create-home "$u"; done
+echo "started; local users admin, alice, bob"
+
+mkdir -p "$work"
+cat >"$work/hosts.yml" <<EOF
+---
+# The example inventory's mx1, reached with podman exec.
+mail_servers:
+  hosts:
+    mx1.example.tld:
+      ansible_connection: containers.podman.podman
+      ansible_host: $name
+      ansible_python_interpreter: /usr/bin/python3
+EOF
+export ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=auto_silent
+inventory=(-i playbooks/examples/inventory -i "$work/hosts.yml")
+
+step "ansible-playbook mailops.postfix.site (example inventory, --diff)"
+ansible-playbook mailops.postfix.site "${inventory[@]}" -e target=mx1.example.tld --diff
+
+step "Where does support@example.tld go? (mailops.postfix.postmap, query)"
+ansible mx1.example.tld "${inventory[@]}" -m mailops.postfix.postmap \
+  -a '{"path": "/etc/postfix/virtual", "query": ["support@example.tld", "chris@example.tld"]}' |
+  sed -n '/"values"/,/}/p'
+
+step "Sending a mail to support@example.tld over SMTP"
+token="demo-$(date +%s)-$$"
+podman exec -i "$name" python3 - "$token" <<'PY'
+import smtplib, sys, time
+from email.message import EmailMessage
+msg = EmailMessage()
+msg["From"], msg["To"], msg["Subject"] = "demo@example.net", "support@example.tld", sys.argv[1]
+msg.set_content("Hello from make demo.\n")
+for _ in range(30):
+    try:
+        with smtplib.SMTP("127.0.0.1", 25, timeout=10) as s:
+            s.send_message(msg)
+        break
+    except OSError:
+        time.sleep(1)
+else:
+    sys.exit("no SMTP service on 127.0.0.1:25")
+print("accepted by 127.0.0.1:25")
+PY
+
+step "Delivered to"
+found=0
+for _ in $(seq 60); do
+  if podman exec "$name" sh -c "grep -ls -- '$token' /var/mail/* 2>/dev/null" >"$work/boxes" && [ -s "$work/boxes" ] &&
+     [ "$(wc -l <"$work/boxes")" -ge 2 ]; then found=1; break; fi
+  sleep 0.5
+done
+while read -r box; do
+  # Headers local(8) added above the message's Subject: the address asked for, the mailbox reached.
+  podman exec "$name" sh -c "grep -B15 -- 'Subject: $token' '$box' | grep -E '^(X-Original-To|Delivered-To):'" |
+    sed "s|^|  $box  |"
+done <"$work/boxes"
+if [ "$found" != 1 ]; then
+  echo "demo: the message did not reach both alice and bob; queue:" >&2
+  podman exec "$name" postqueue -p >&2 || true
+  exit 1
+fi
+echo
+echo "support@example.tld -> alice, bob: delivered to both local mailboxes."
+[ "${DEMO_KEEP:-0}" = 1 ] && echo "Container kept: podman exec -it $name bash   (remove: scripts/demo.sh clean)"
+exit 0
