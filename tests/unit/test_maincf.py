@@ -385,20 +385,29 @@ TRICKY = [
 ]
 
 
-def _expansion_dir(tmp_path, value, level="3.6"):
+def _expansion_dir(tmp_path, value, level="3.6", extra=""):
     data = ("compatibility_level = %s\nmyhostname = mx.example.com\nmydomain = example.com\n"
             "relayhost =\nmy_own_param = own\nnested_param = [$my_own_param/${myhostname}]\n"
-            "smtpd_banner = %s\n" % (level, value)).encode()
+            "smtpd_banner = %s\n%s" % (level, value, extra)).encode()
     return data, make_dir(tmp_path, "x", data)
 
 
-@pytest.mark.parametrize("value", TRICKY)
+@pytest.fixture(scope="module")
+def defaults():
+    return Binary().defaults()
+
+
 @pytest.mark.parametrize("level", ["0", "3.6"])
-def test_expansion_matches_postconf_x(tmp_path, value, level):
-    data, d = _expansion_dir(tmp_path, value, level)
-    theirs = postconf(d, "-xh", "smtpd_banner").stdout.decode().rstrip("\n")
-    cfg = m.Config(m.MainCf(data), Binary().defaults(d))
-    assert cfg.value("smtpd_banner", strict=True) == theirs
+def test_expansion_matches_postconf_x(tmp_path, defaults, level):
+    # Each value in a user-defined parameter t<N>, made "used" by a reference from a known
+    # one, so one ``postconf -xh t0 t1 ...`` prints them all.
+    names = ["t%d" % i for i, _ in enumerate(TRICKY)]
+    extra = "".join("%s = %s\n" % (n, v) for n, v in zip(names, TRICKY))
+    data, d = _expansion_dir(tmp_path, " ".join("$" + n for n in names), level, extra)
+    out = postconf(d, "-xh", *names).stdout.decode().split("\n")
+    cfg = m.Config(m.MainCf(data), defaults)
+    for i, name in enumerate(names):
+        assert (TRICKY[i], cfg.value(name, strict=True)) == (TRICKY[i], out[i])
 
 
 ERRORS = [
