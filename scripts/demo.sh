@@ -58,7 +58,7 @@ mail_servers:
       ansible_host: $name
       ansible_python_interpreter: /usr/bin/python3
 EOF
-export ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=auto_silent
+export ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_PIPELINING=true
 inventory=(-i playbooks/examples/inventory -i "$work/hosts.yml")
 
 step "ansible-playbook mailops.postfix.site (example inventory, --diff)"
