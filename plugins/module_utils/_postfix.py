@@ -447,3 +447,174 @@ def preflight(config_dir, binary=None):
         problems.append("%s: file not found" % os.path.join(config_dir, "master.cf"))
     facts = {"maincf": maincf, "config": config, "tables": tables, "stale": stale}
     return problems, warnings, facts
+
+
+# -- the postconf module's edit ------------------------------------------------------
+
+# Used for the crossing check when Postfix is not installed (mail_params.h DEF_MYDEST,
+# DEF_VIRT_ALIAS_DOMS).
+FALLBACK_DEFAULTS = {
+    "mydestination": "$myhostname, localhost.$mydomain, localhost",
+    "virtual_alias_domains": "$virtual_alias_maps",
+}
+
+
+def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=False, binary=None):
+    """Set (``postconf -e``), remove (``-X``) or comment out (``-#``) main.cf parameters.
+
+    Nothing is written when nothing changes, in check mode, or when the result would list
+    a domain in both virtual_alias_domains and mydestination. The file is replaced
+    atomically under a lock and keeps its owner, group and mode (``postconf -e`` always
+    leaves 0644 owned by the caller: a main.cf kept 0640 stays 0640 here).
+    """
+    from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
+
+    path = main_cf_path(config_dir)
+    if not os.path.isdir(config_dir):
+        raise PostfixError("%s: no such directory" % config_dir)
+    if state == "present":
+        if not isinstance(params, dict):
+            raise PostfixError("params must be a dictionary of name: value with state=present")
+    elif isinstance(params, dict):
+        params = list(params)
+    elif not isinstance(params, (list, tuple)):
+        raise PostfixError("params must be a list of names or a dictionary with state=%s" % state)
+    if not params:
+        raise PostfixError("params is empty")
+    binary = binary if binary is not None else Binary()
+
+    def attempt():
+        maincf = _maincf.MainCf.load(path, missing_ok=(state == "present"))
+        before = maincf.render()
+        if state == "present":
+            changed = maincf.set_many(params)
+        elif state == "absent":
+            changed = maincf.remove_many(params)
+        elif state == "commented":
+            changed = maincf.comment_many(params)
+        else:
+            raise PostfixError("unknown state %r" % (state,))
+        after = maincf.render()
+        defaults = dict(FALLBACK_DEFAULTS)
+        if binary:
+            defaults.update(binary.defaults(config_dir))
+        crossing = _maincf.crossing_domains(_maincf.Config(maincf, defaults))
+        if changed and crossing:
+            raise PostfixError(_maincf.crossing_message(crossing))
+        return maincf, before, after, changed
+
+    result = {"path": path, "backup_file": None}
+    if check_mode:
+        maincf, before, after, changed = attempt()
+    else:
+        with _atomic.locked(path):
+            maincf, before, after, changed = attempt()
+            if changed:
+                result["backup_file"] = _atomic.replace_text(path, after, backup=backup)
+    result.update(
+        changed=bool(changed),
+        changed_params=changed,
+        restart_required=sorted(set(changed) & set(RESTART_PARAMS)) != [],
+        restart_params=sorted(set(changed) & set(RESTART_PARAMS)),
+        warnings=maincf.warnings,
+        before=before,
+        after=after,
+    )
+    return result
+
+
+# -- facts ---------------------------------------------------------------------------
+
+def facts(config_dir, binary=None):
+    """What ``postconf -n/-d/-m`` and ``postfix status`` tell, read without changing anything."""
+    binary = binary if binary is not None else Binary()
+    notes = []
+    warnings = []
+    maincf = _maincf.MainCf.load(main_cf_path(config_dir))
+    warnings.extend(maincf.warnings)
+    defaults = binary.defaults(config_dir) if binary else {}
+    if not binary:
+        notes.append("postconf not found: defaults, table types and mail_version are unknown")
+    config = _maincf.Config(maincf, defaults or FALLBACK_DEFAULTS)
+    queue_dir = queue_directory(config, binary)
+    try:
+        status = master_status(queue_dir)
+    except PostfixError as e:
+        warnings.append(str(e))
+        status = {"pid_file": pid_file(queue_dir), "pid": None, "running": False}
+    exp_warnings = []
+    tables = referenced_tables(config, warnings=exp_warnings)
+    default_type = config.value("default_database_type") or None
+    for ref in alias_database_refs(config, default_type or "hash"):
+        entry = tables.get(ref)
+        if entry is None:
+            entry = tables[ref] = table_info(*ref)
+            entry["parameters"] = []
+        if "alias_database" not in entry["parameters"]:
+            entry["parameters"].append("alias_database")
+    warnings.extend(sorted(set(exp_warnings)))
+    return {
+        "config_dir": config_dir,
+        "main_cf": maincf.path,
+        "parameters": maincf.params(),
+        "defaults": defaults,
+        "map_types": binary.map_types() if binary else [],
+        "default_database_type": default_type,
+        "mail_version": config.value("mail_version") or None,
+        "queue_directory": queue_dir,
+        "pid_file": status["pid_file"],
+        "running": status["running"],
+        "master_pid": status["pid"],
+        "tables": [tables[k] for k in sorted(tables)],
+        "stale_tables": [tables[k]["path"] for k in sorted(tables) if tables[k]["stale"]],
+        "restart_params": list(RESTART_PARAMS),
+        "notes": notes,
+        "warnings": warnings,
+    }
+
+
+# -- reload --------------------------------------------------------------------------
+
+class PreflightFailed(PostfixError):
+    def __init__(self, problems, stale):
+        self.problems = problems
+        self.stale = stale
+        super().__init__("pre-flight check failed, nothing signalled: " + "; ".join(problems))
+
+
+def reload(config_dir, start_if_stopped=False, check_mode=False, binary=None):
+    """``postfix reload`` in Python: pre-flight checks, then SIGHUP the running master.
+
+    Unlike postfix-script it does not run ``postsuper active`` around the signal (a queue
+    repair, not part of re-reading the configuration). A master that is not running is not
+    an error: it is started only with ``start_if_stopped``.
+    """
+    binary = binary if binary is not None else Binary()
+    problems, warnings, info = preflight(config_dir, binary)
+    if problems:
+        raise PreflightFailed(problems, info.get("stale", []))
+    queue_dir = queue_directory(info["config"], binary)
+    status = master_status(queue_dir)
+    result = {
+        "queue_directory": queue_dir,
+        "pid_file": status["pid_file"],
+        "pid": status["pid"],
+        "running": status["running"],
+        "reloaded": False,
+        "started": False,
+        "start_method": None,
+        "changed": False,
+        "warnings": warnings,
+        "tables_checked": sorted(path for _typ, path in info["tables"]),
+    }
+    if status["running"]:
+        if not check_mode:
+            signal_reload(status["pid"])
+        result["reloaded"] = result["changed"] = True
+    elif start_if_stopped:
+        if not check_mode:
+            result["start_method"] = start(config_dir)
+            after = master_status(queue_dir)
+            result["pid"], result["running"] = after["pid"], after["running"]
+        result["started"] = result["changed"] = True
+    return result

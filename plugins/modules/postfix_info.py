@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: postfix_info
+short_description: Facts about a Postfix instance, read without changing anything
+version_added: "0.1.0"
+author: mailops.postfix maintainers (@mailops)
+description:
+  - Returns what C(postconf -n), C(postconf -d), C(postconf -m) and C(postfix status) tell,
+    plus every lookup table main.cf references and whether its index is stale.
+  - main.cf is parsed in Python (duplicates: the last definition wins, as Postfix reads it).
+    Defaults, table types and C(mail_version) come from the installed C(postconf) binary;
+    without it they are empty and RV(notes) says so.
+  - Never changes anything. Whether the master runs is told by the lock it holds on
+    C($queue_directory/pid/master.pid), like C(postfix status).
+options:
+  config_dir:
+    description:
+      - The Postfix configuration directory holding main.cf.
+    type: path
+    default: /etc/postfix
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later; the Postfix binaries are optional.
+seealso:
+  - module: mailops.postfix.postconf
+  - module: mailops.postfix.reload
+"""
+
+EXAMPLES = r"""
+- name: Read the Postfix facts
+  mailops.postfix.postfix_info:
+  register: postfix
+
+- name: Use the table type this Postfix defaults to
+  ansible.builtin.debug:
+    msg: "{{ postfix.default_database_type }} maps, Postfix {{ postfix.mail_version }}"
+
+- name: Fail when an index is out of date
+  ansible.builtin.assert:
+    that: postfix.stale_tables | length == 0
+"""
+
+RETURN = r"""
+config_dir:
+  description: The configuration directory read.
+  returned: always
+  type: str
+  sample: /etc/postfix
+main_cf:
+  description: The main.cf file read.
+  returned: always
+  type: str
+  sample: /etc/postfix/main.cf
+parameters:
+  description:
+    - Every parameter main.cf sets, with its raw (unexpanded) value, like C(postconf -n)
+      (which would also collapse whitespace and hide names it does not know).
+  returned: always
+  type: dict
+  sample: {"alias_maps": "hash:/etc/aliases", "mydestination": "$myhostname, localhost"}
+defaults:
+  description: The compiled-in defaults (C(postconf -d)), raw; empty without the binary.
+  returned: always
+  type: dict
+  sample: {"myorigin": "$myhostname"}
+map_types:
+  description: The lookup table types this Postfix supports (C(postconf -m)).
+  returned: always
+  type: list
+  elements: str
+  sample: [btree, cdb, hash, lmdb, regexp, texthash]
+default_database_type:
+  description: The table type used when a map names none (expanded; null when unknown).
+  returned: always
+  type: str
+  sample: hash
+mail_version:
+  description: The Postfix version (null without the binary).
+  returned: always
+  type: str
+  sample: 3.7.11
+queue_directory:
+  description: The queue directory (main.cf, else the compiled-in default).
+  returned: always
+  type: str
+  sample: /var/spool/postfix
+pid_file:
+  description: The master's pid and lock file.
+  returned: always
+  type: str
+  sample: /var/spool/postfix/pid/master.pid
+running:
+  description: Whether the master runs (it holds the lock on RV(pid_file) and /proc confirms it).
+  returned: always
+  type: bool
+  sample: true
+master_pid:
+  description: The master's pid when it runs, else null.
+  returned: always
+  type: int
+  sample: 1234
+tables:
+  description:
+    - Every lookup table main.cf references (values are C($name)-expanded; C(proxy:),
+      C(unionmap:{...}) and C(pipemap:{...}) are followed), plus each map of C(alias_database).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    type:
+      description: The table type.
+      type: str
+      sample: hash
+    path:
+      description: The source (or, for C(ldap:) style tables, configuration) file.
+      type: str
+      sample: /etc/postfix/virtual
+    parameters:
+      description: The parameters that reference it.
+      type: list
+      elements: str
+      sample: [virtual_alias_maps]
+    source_exists:
+      description: Whether the file exists.
+      type: bool
+    index:
+      description: The index file Postfix opens (null for types with no index, such as regexp).
+      type: str
+      sample: /etc/postfix/virtual.db
+    index_exists:
+      description: Whether the index exists (null for types with no index).
+      type: bool
+    stale:
+      description: The index is missing or older than its source (always false without an index).
+      type: bool
+stale_tables:
+  description: The paths of the stale tables.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/postfix/virtual]
+restart_params:
+  description: The parameters a running master only reads at start (a change needs a restart).
+  returned: always
+  type: list
+  elements: str
+  sample: [inet_interfaces, inet_protocols]
+notes:
+  description: What could not be determined and why.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+warnings_main_cf:
+  description: What Postfix would warn about while reading main.cf, and the master pid check.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import facts
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            config_dir=dict(type="path", default="/etc/postfix"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = facts(module.params["config_dir"])
+    except PostfixError as e:
+        module.fail_json(msg=str(e))
+    result["warnings_main_cf"] = result.pop("warnings")
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
