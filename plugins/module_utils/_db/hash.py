@@ -29,8 +29,9 @@ import struct
 import sys
 from array import array
 from bisect import bisect_right
-from itertools import accumulate, count, islice, repeat
-from operator import eq, itemgetter, sub
+from collections import Counter
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import add, eq, floordiv, itemgetter, sub
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
@@ -65,8 +66,10 @@ _FNV_PRIME = 16777619
 
 # Average bucket fill the writer aims for (see module docstring).
 _FILL = 0.85
-# Keys hashed per batch by the lane hasher (bounds its memory).
+# Keys hashed per batch by the lane hasher, records grouped per part by the writer
+# (both bound the memory a large table takes).
 _HASH_BATCH = 65536
+_PART_RECORDS = 131072
 
 # lsn (not logged: file 0, offset 1), pgno, prev_pgno, next_pgno, entries, hf_offset,
 # level, type (PAGE in db_page.h).
@@ -82,30 +85,30 @@ def _fnv1(data):
     return h
 
 
-def _bucket_hashes(keys, bits):
-    """The low ``bits`` bits of __ham_func5 of every key, as an array of ints.
+def _bucket_hashes(keys, nbuckets):
+    """The bucket (__ham_func5 hash & ``nbuckets - 1``) of every key, as an array.
 
     Computes many hashes at once: each key gets a lane in one big integer, and every
     step of FNV-1 (multiply, keep the low bits, xor a byte) is done for all lanes by a
     few big-integer operations. Keys are left-padded with NULs to a common length,
     which does not change the hash because FNV-1 starts from 0. The low bits of FNV-1
-    depend only on the low bits of the state, so the state is cut to ``bits`` bits.
+    depend only on the low bits of the state, so lanes keep only the bucket bits and
+    are just wide enough for one multiplication.
     """
     out = array("I")
     if not keys:
         return out
-    if bits <= 23:
-        width, mult = 4, _FNV_PRIME & ((1 << bits) - 1)  # (2**23 - 1) * 0x193 < 2**32
-    else:
-        bits, width, mult = 32, 8, _FNV_PRIME  # (2**32 - 1) * prime < 2**57
-    lane_mask = ((1 << bits) - 1).to_bytes(width, "little")
+    bits = (nbuckets - 1).bit_length()
+    low = (1 << bits) - 1
+    mult = _FNV_PRIME & low
+    width = ((max(low, 255) * mult).bit_length() + 7) // 8
+    lane_mask = low.to_bytes(width, "little")
     for start in range(0, len(keys), _HASH_BATCH):
         batch = keys[start:start + _HASH_BATCH]
         n = len(batch)
         lengths = list(map(len, batch))
-        longest, fixed = _lane_length(lengths)
-        if longest < max(lengths):
-            # A few very long keys: hash those one by one instead of padding all to them.
+        longest, alone = _lane_length(lengths)
+        if alone:
             batch = [k if len(k) <= longest else b"" for k in batch]
         mask = int.from_bytes(lane_mask * n, "little")
         padded = b"".join(map(bytes.rjust, batch, repeat(longest, n), repeat(b"\0", n)))
@@ -115,14 +118,18 @@ def _bucket_hashes(keys, bits):
             lanes[0::width] = padded[col::longest]
             state = ((state * mult) & mask) ^ int.from_bytes(lanes, "little")
         del padded, lanes
-        part = array("I" if width == 4 else "Q")
-        part.frombytes(state.to_bytes(width * n, "little"))
+        packed = (state & mask).to_bytes(width * n, "little")
+        if width != 4:
+            wide = bytearray(4 * n)
+            for byte in range(min(width, 4)):
+                wide[byte::4] = packed[byte::width]
+            packed = wide
+        part = array("I")
+        part.frombytes(packed)
         if sys.byteorder == "big":
             part.byteswap()
-        if width == 8:
-            part = array("I", part)
-        for i in fixed:
-            part[i] = _fnv1(keys[start + i]) & ((1 << bits) - 1)
+        for i in alone:
+            part[i] = _fnv1(keys[start + i]) & low
         out.extend(part)
     return out
 
@@ -162,6 +169,7 @@ class _Writer(object):
         self.usable = pagesize - _OVERHEAD
         self.big = pagesize // 4  # ISBIG: longer items go off-page (hash.h MINFILL)
         self.zeros = bytes(pagesize)
+        self.formats = {}
         self.next_pgno = nbuckets + 1  # first page after the buckets
         self.bucket_pages = []
         self.bucket_offset = pagesize
@@ -234,19 +242,44 @@ class _Writer(object):
             prev, pgno = pgno, nxt
         return _OFFPAGE.pack(_H_OFFPAGE, first, total)
 
-    def bucket(self, pgno, items):
-        """Write one bucket: ``items`` is its sorted flat key, data, key, data... list."""
-        sizes = list(map(len, items))
-        if (sum(sizes) + 3 * len(items) <= self.usable) and (not sizes or max(sizes) <= self.big):
-            self.bucket_pages.append(self._hash_page(pgno, 0, 0, items, sizes, False))
-        else:
-            self._long_bucket(pgno, items, sizes)
-        if len(self.bucket_pages) >= 256:
-            self._flush()
+    def buckets(self, first, items, starts, big):
+        """Write the pages of consecutive buckets ``first``, ``first + 1``...
 
-    def _long_bucket(self, pgno, items, sizes):
+        ``items`` is their flat key, data, key, data... list grouped by bucket and sorted
+        by key within a bucket, ``starts[i]`` the index of bucket ``first + i``'s first
+        pair. ``big`` tells whether any item of the table is longer than ISBIG.
+        """
+        ps = self.pagesize
+        usable = self.usable
+        zeros = self.zeros
+        pages = self.bucket_pages
+        header = _PAGE_HEADER.pack
+        formats = self.formats
+        for i in range(len(starts) - 1):
+            lo, hi = 2 * starts[i], 2 * starts[i + 1]
+            entries = hi - lo
+            chunk = items[lo:hi]
+            sizes = list(map(len, chunk))
+            used = sum(sizes) + entries  # with the H_KEYDATA type bytes
+            if not entries or (not big and used + 2 * entries <= usable):
+                # One page: offsets counted down from the page end (__ham_insertpair).
+                pack = formats.get(entries)
+                if pack is None:
+                    pack = formats[entries] = struct.Struct("<%dH" % (entries + 1)).pack
+                inp = pack(*accumulate(map(add, sizes, repeat(1)), sub, initial=ps))[2:]
+                pages.append(b"".join((header(0, 1, first + i + 1, 0, 0, entries, ps - used, 0, _P_HASH), inp,
+                                       zeros[:ps - used - _OVERHEAD - 2 * entries], b"\x01" if entries else b"",
+                                       b"\x01".join(reversed(chunk)))))
+            else:
+                self._long_bucket(first + i + 1, chunk)
+            if len(pages) >= 256:
+                self._flush()
+                pages = self.bucket_pages
+
+    def _long_bucket(self, pgno, items):
         """A bucket with big items or more pairs than one page holds."""
         big = self.big
+        sizes = list(map(len, items))
         if max(sizes) > big:
             items = [b"\x01" + item if size <= big else self._offpage(item)
                      for item, size in zip(items, sizes)]
@@ -294,15 +327,14 @@ class _Writer(object):
         self._pwrite(page, 0)
 
 
-def _choose_buckets(keys, values, usable, big):
-    """The power-of-two bucket count for these records (at least 2, as libdb)."""
-    klen = list(map(len, keys))
-    vlen = list(map(len, values))
-    if (max(klen, default=0) > big) or (max(vlen, default=0) > big):
-        total = sum(n + 3 if n <= big else 14 for n in klen + vlen)
+def _choose_buckets(items, big):
+    """The power-of-two bucket count for these items (at least 2, as libdb)."""
+    if big:
+        limit = PAGESIZE // 4
+        total = sum(len(item) + 3 if len(item) <= limit else 14 for item in items)
     else:
-        total = sum(klen) + sum(vlen) + 6 * len(klen)
-    wanted = int(total / (usable * _FILL)) + 1
+        total = sum(map(len, items)) + 3 * len(items)
+    wanted = int(total / ((PAGESIZE - _OVERHEAD) * _FILL)) + 1
     nbuckets = 2
     while nbuckets < wanted:
         nbuckets <<= 1
@@ -310,38 +342,62 @@ def _choose_buckets(keys, values, usable, big):
 
 
 def write(path, records):
-    """Write ``records`` ((key, value) bytes pairs, unique keys) as a new hash file."""
+    """Write ``records`` ((key, value) bytes pairs, unique keys) as a new hash file.
+
+    The file is created with mode 0600 if it does not exist; the caller renames it
+    into place and sets its attributes.
+    """
+    bad = PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
     try:
         ordered = sorted(records, key=itemgetter(0))
-        keys = list(map(bytes, map(itemgetter(0), ordered)))
-        values = list(map(bytes, map(itemgetter(1), ordered)))
-    except (TypeError, ValueError, IndexError):
-        raise PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
-    nrecords = len(keys)
+        keys = list(map(itemgetter(0), ordered))
+    except (TypeError, IndexError, KeyError):
+        raise bad
+    n = len(keys)
     if any(map(eq, keys, islice(keys, 1, None))):
-        dup = next(k for k, n in zip(keys, islice(keys, 1, None)) if k == n)
+        dup = next(k for k, other in zip(keys, islice(keys, 1, None)) if k == other)
         raise PostfixError("%s: duplicate key %r" % (path, dup))
-    nbuckets = _choose_buckets(keys, values, PAGESIZE - _OVERHEAD, PAGESIZE // 4)
+    items = list(chain.from_iterable(ordered))
+    if len(items) != 2 * n or not set(map(type, items)) <= set((bytes,)):
+        raise bad
+    big = n > 0 and max(map(len, items)) > PAGESIZE // 4
+    nbuckets = _choose_buckets(items, big)
+    del items
     if nbuckets > 1 << 31:
         raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
-    mask = nbuckets - 1
-    hashes = _bucket_hashes(keys, mask.bit_length())
-    groups = [[] for dummy in range(nbuckets)]
-    for bucket, key, value in zip(hashes, keys, values):
-        group = groups[bucket & mask]
-        group.append(key)
-        group.append(value)
-    del hashes, keys, values, ordered
+    buckets = _bucket_hashes(keys, nbuckets)
+    del keys
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise PostfixError("%s: cannot create: %s" % (path, exc.strerror))
     try:
         writer = _Writer(fd, path, nbuckets)
-        for bucket in range(nbuckets):
-            writer.bucket(bucket + 1, groups[bucket])
-            groups[bucket] = None
-        writer.meta(nbuckets, nrecords)
+        # Large tables go in parts of consecutive buckets, which bounds the memory the
+        # grouping below takes.
+        parts = 1
+        while parts < nbuckets and n // parts > _PART_RECORDS:
+            parts <<= 1
+        span = nbuckets // parts
+        for part in range(parts):
+            if parts == 1:
+                chosen, hashes = ordered, buckets
+            else:
+                flags = bytes(map(eq, map(floordiv, buckets, repeat(span)), repeat(part)))
+                chosen, hashes = list(compress(ordered, flags)), array("I", compress(buckets, flags))
+                del flags
+            size = len(chosen)
+            if size > 1:
+                # Group by bucket; the sort is stable, so keys stay sorted within a bucket.
+                chosen = itemgetter(*sorted(range(size), key=hashes.__getitem__))(chosen)
+            tally = Counter(hashes)
+            starts = list(accumulate((tally.get(b, 0) for b in range(part * span, (part + 1) * span)), initial=0))
+            del tally, hashes
+            items = list(chain.from_iterable(chosen))
+            del chosen
+            writer.buckets(part * span, items, starts, big)
+            del items
+        writer.meta(nbuckets, n)
     except OSError as exc:
         raise PostfixError("%s: cannot write: %s" % (path, exc.strerror))
     finally:
