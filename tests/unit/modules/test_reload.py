@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""mailops.postfix.reload against a real running Postfix (the postfix_instance fixture):
+broken configurations are refused before any signal, a good one is picked up (proved over
+SMTP and by the master's "reload -- version" log line), a pid file naming another process
+is refused, and a stopped Postfix is reported or started."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from module_runner import run_module
+
+RELOAD_LINE = "reload -- version"
+
+
+def postmap(path):
+    subprocess.run(["postmap", "hash:%s" % path], check=True)
+
+
+def reload(pf, check_mode=False, **args):
+    args.setdefault("config_dir", str(pf.config_dir))
+    return run_module("reload", args, check_mode=check_mode, fail_ok=True)
+
+
+def postconf(pf, **params):
+    res = run_module("postconf", {"config_dir": str(pf.config_dir), "params": params}, fail_ok=True)
+    assert not res.get("failed"), res["msg"]
+    return res
+
+
+def rcpt_until(pf, rcpt, code, timeout=20.0):
+    """RCPT replies until ``code`` (idle smtpd processes of the old generation may answer
+    first); return the last reply."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = pf.rcpt_code(rcpt)
+        if reply[0] == code or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.3)
+
+
+def test_reload_refuses_broken_config_then_applies_good_one(postfix_instance):
+    pf = postfix_instance
+    pf.add_mailboxes("alice")
+    empty = pf.config_dir / "virtual-empty"
+    empty.write_text("")
+    postmap(empty)
+    pf.write_main(virtual_alias_domains="alias.test", virtual_alias_maps="hash:%s" % empty)
+    pf.start()
+    pid = pf.master_pid()
+    code, reply = pf.rcpt_code("bob@alias.test")
+    assert code == 550 and "User unknown in virtual alias table" in reply
+
+    # The change: a new virtual map, written by our postconf module.
+    virtual = pf.config_dir / "virtual"
+    virtual.write_text("bob@alias.test alice@mbox.test\n")
+    postmap(virtual)
+    res = postconf(pf, virtual_alias_maps="hash:%s" % virtual)
+    assert res["changed"] and res["restart_required"] is False
+
+    # Broken 1: the source is newer than its index (stale map).
+    index = "%s.db" % virtual
+    os.utime(index, (time.time() - 60, time.time() - 60))
+    res = reload(pf)
+    assert res["failed"] and res["stale_tables"] == ["%s.db" % virtual]
+    assert "older than its source" in res["msg"]
+    postmap(virtual)
+
+    # Broken 2: the alias domain also in mydestination (written behind the module's back).
+    pf.main_cf.write_text(pf.main_cf.read_text().replace(
+        "mydestination = $myhostname, localhost", "mydestination = $myhostname, localhost, Alias.Test"))
+    res = reload(pf)
+    assert res["failed"] and "crossing the streams" in res["msg"] and "alias.test" in res["msg"]
+    postconf(pf, mydestination="$myhostname, localhost")
+
+    # Check mode: would reload, signals nothing.
+    res = reload(pf, check_mode=True)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] and res["reloaded"] and res["pid"] == pid
+
+    # Nothing so far reached the master: same pid, no reload line in its log.
+    assert pf.master_pid() == pid
+    assert RELOAD_LINE not in pf.log()
+
+    res = reload(pf)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] and res["reloaded"] and res["running"] and res["pid"] == pid
+    assert str(virtual) in res["tables_checked"]
+    pf.wait_for_log(RELOAD_LINE)
+    assert pf.master_pid() == pid
+
+    code, reply = rcpt_until(pf, "bob@alias.test", 250)
+    assert code == 250, reply
+    msgid = pf.send("bob@alias.test")
+    assert "hello" in pf.wait_for_delivery("alice", msgid)
+
+    info = run_module("postfix_info", {"config_dir": str(pf.config_dir)})
+    assert info["running"] is True and info["master_pid"] == pid
+    assert info["pid_file"] == str(pf.pid_file)
+    tables = {t["path"]: t for t in info["tables"]}
+    assert tables[str(virtual)]["stale"] is False
+    assert tables[str(virtual)]["parameters"] == ["virtual_alias_maps"]
+
+
+def test_not_running_then_start_if_stopped(postfix_instance):
+    pf = postfix_instance
+    res = reload(pf)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is False and res["running"] is False and res["reloaded"] is False
+    res = reload(pf, check_mode=True, start_if_stopped=True)
+    assert res["changed"] and res["started"] and pf.master_pid() is None
+    res = reload(pf, start_if_stopped=True)
+    # Let the fixture stop what this module started.
+    pf._started = True  # pylint: disable=protected-access
+    assert res["changed"] and res["started"] and res["start_method"] == "postfix start"
+    assert res["running"] and res["pid"] == pf.master_pid()
+    pf.wait_for_port()
+    pf.wait_for_log("daemon started -- version")
+
+
+LOCK_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"%32d\\n" % os.getpid())
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_pid_file_of_another_process_is_refused(tmp_path):
+    conf = tmp_path / "etc"
+    queue = tmp_path / "spool"
+    (queue / "pid").mkdir(parents=True)
+    conf.mkdir()
+    (conf / "main.cf").write_text("queue_directory = %s\nalias_maps =\nalias_database =\n" % queue)
+    (conf / "master.cf").write_text("")
+    pid_file = queue / "pid" / "master.pid"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(pid_file)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+        assert res["failed"] and "not Postfix's master" in res["msg"] and str(holder.pid) in res["msg"]
+        assert holder.poll() is None  # not signalled
+        info = run_module("postfix_info", {"config_dir": str(conf)})
+        assert info["running"] is False
+        assert any("not Postfix's master" in w for w in info["warnings_main_cf"])
+    finally:
+        holder.kill()
+        holder.wait()
+    # Lock released: a leftover pid file just means "not running".
+    res = run_module("reload", {"config_dir": str(conf)})
+    assert res["running"] is False and res["changed"] is False
+
+
+@pytest.mark.parametrize("main_cf,needle", [
+    (b"queue_directory = /nonexistent\nbad line\n", ":2: missing '=' after attribute name"),
+    (b"alias_maps = hash:/nonexistent/aliases\nalias_database =\n", "index /nonexistent/aliases.db is missing"),
+    (b"alias_maps =\nalias_database =\nsmtpd_banner = ${myhostname\n", "truncated macro reference"),
+    (b"alias_maps =\nalias_database =\nheader_checks = regexp:/nonexistent/h\n", "regexp:/nonexistent/h (header_checks): file not found"),
+])
+def test_preflight_failures(tmp_path, main_cf, needle):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "main.cf").write_bytes(main_cf)
+    (conf / "master.cf").write_text("")
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and needle in res["msg"], res["msg"]
+    assert res["msg"].startswith("pre-flight check failed, nothing signalled") or needle.startswith(":")
+
+
+def test_world_writable_config_is_refused(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "main.cf").write_text("alias_maps =\nalias_database =\n")
+    (conf / "master.cf").write_text("")
+    os.chmod(str(conf / "main.cf"), 0o666)
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and "world-writable" in res["msg"]
+
+
+def test_alias_database_must_be_built(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: alice\n")
+    (conf / "main.cf").write_text("alias_maps = hash:%s\nalias_database = %s\n" % (aliases, aliases))
+    (conf / "master.cf").write_text("")
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and "index %s.db is missing" % aliases in res["msg"]
+    subprocess.run(["postalias", "hash:%s" % aliases], check=True)
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert not res.get("failed"), res["msg"]
+    assert res["tables_checked"] == [str(aliases)]
+
+
+def test_lock_probe_does_not_disturb_a_lock(tmp_path):
+    # The flock probe must not take the lock away from the holder.
+    from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
+    path = tmp_path / "master.pid"
+    path.write_text("%32d\n" % os.getpid())
+    fd = os.open(str(path), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert _postfix.is_locked(str(path)) is True
+    finally:
+        os.close(fd)
+    assert _postfix.is_locked(str(path)) is False
