@@ -242,6 +242,34 @@ def test_postmap_can_update_our_file(tmp_path, config_dir):
     assert sorted(postmap_dump(base, config_dir)) == expected
 
 
+@pytest.mark.parametrize("nbuckets", [2, 4, 256, 2048, 1 << 15, 1 << 16, 1 << 23, 1 << 24, 1 << 31])
+def test_bucket_hashes_match_fnv1(nbuckets):
+    rng = random.Random(nbuckets)
+    keys = [bytes(rng.randrange(256) for dummy in range(rng.choice([0, 1, 5, 20, 40, 70, 300, 2000])))
+            for dummy in range(400)]
+    got = dbhash._bucket_hashes(keys, nbuckets)
+    assert list(got) == [fnv1(k) & (nbuckets - 1) for k in keys]
+
+
+def test_large_tables_are_built_in_parts(tmp_path, config_dir, monkeypatch):
+    """The code paths a table of millions of records takes, on a small table."""
+    monkeypatch.setattr(dbhash, "_PART_RECORDS", 700)
+    monkeypatch.setattr(dbhash, "_HASH_BATCH", 999)
+    records = virtual_records(12000, seed=12)
+    records[::500] = [(k, v[:-1] + b"w" * 3000 + b"\0") for k, v in records[::500]]
+    check_with_postfix(tmp_path, config_dir, records, sample=1000)
+
+
+def test_new_file_mode(tmp_path):
+    path = str(tmp_path / "t.db")
+    dbhash.write(path, [(b"a\0", b"b\0")])
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    os.chmod(path, 0o640)
+    dbhash.write(path, ((k, b"c\0") for k in [b"a\0"]))  # any iterable; an existing file keeps its mode
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert dbhash.lookup(path, b"a\0") == b"c\0"
+
+
 # -- files real postmap writes, read by us ----------------------------------------------------
 
 _KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.+-_@éüøжλ中ñ"
