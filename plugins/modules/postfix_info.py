@@ -14,7 +14,7 @@ author: mailops.postfix maintainers (@mailops)
 description:
   - Returns what C(postconf -n), C(postconf -d), C(postconf -m) and C(postfix status) tell,
     plus every lookup table main.cf references and whether its index is stale.
-  - main.cf is parsed in Python (duplicates: the last definition wins, as Postfix reads it).
+  - main.cf is parsed in Python; of duplicate definitions the last one wins, as Postfix reads it.
     Defaults, table types and C(mail_version) come from the installed C(postconf) binary;
     without it they are empty and RV(notes) says so.
   - Never changes anything. Whether the master runs is told by the lock it holds on
