@@ -14,16 +14,18 @@ The layout is libdb 5.3's hash access method, version 9 (what Debian's Postfix l
   point to chains of ``P_OVERFLOW`` pages (``__ham_add_el``, ``__db_poff``); both kinds
   are allocated after the last bucket page, as libdb allocates them at the end of file.
 
-N is chosen so that buckets are about 85% full on average: most buckets are one page,
-the fuller ones spill onto an overflow page, and the file stays about the size postmap
-makes. libdb sizes its pages from the file system block size (``__db_open``: 4096 on
-ext4, xfs and most others); this writer always uses 4096, which every libdb reads.
-The reader takes any page size and either byte order.
+N is the smallest power of two that makes buckets at most 85% full on average (so
+43-85%): most buckets are one page, the fuller ones spill onto an overflow page, and the
+file is about the size postmap makes (postmap's libdb splits one bucket at a time as
+the table grows; the result is the same kind of file). libdb takes its page size from
+the file system's preferred I/O size, clamped to 512-16384 (``__fop_set_pgsize``), which
+is 4096 on ext4, xfs and most others; this writer always uses 4096, and every libdb
+reads any page size from the meta page. The reader takes any page size, either byte
+order, and sorted (version 9) or unsorted (version 8) bucket pages.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 import sys
@@ -144,9 +146,7 @@ def _lane_length(lengths):
     if longest <= 64:
         return longest, ()
     n = len(lengths)
-    counts = {}
-    for length in lengths:
-        counts[length] = counts.get(length, 0) + 1
+    counts = Counter(lengths)
     best, best_cost = longest, n * longest
     above = sum(lengths)
     for length in sorted(counts):
@@ -261,7 +261,7 @@ class _Writer(object):
             chunk = items[lo:hi]
             sizes = list(map(len, chunk))
             used = sum(sizes) + entries  # with the H_KEYDATA type bytes
-            if not entries or (not big and used + 2 * entries <= usable):
+            if not entries or (used + 2 * entries <= usable and (not big or max(sizes) <= self.big)):
                 # One page: offsets counted down from the page end (__ham_insertpair).
                 pack = formats.get(entries)
                 if pack is None:
@@ -412,21 +412,22 @@ def _log2(num):
 
 
 class _File(object):
-    """An open hash file: its meta data and checked access to its pages."""
+    """An open hash file: its meta data and checked access to its pages.
 
-    def __init__(self, path, whole=False):
+    Pages are read with pread, not mmap: a file that shrinks while it is read (postmap
+    rebuilds in place) gives a "truncated" error instead of a SIGBUS.
+    """
+
+    def __init__(self, path):
         self.path = path
-        self.map = None
         try:
             self.file = open(path, "rb")
         except OSError as exc:
             raise PostfixError("%s: cannot open: %s" % (path, exc.strerror))
         try:
-            self.size = os.fstat(self.file.fileno()).st_size
-            head = self.file.read(_DBMETASIZE)
-            self._meta(head)
-            if whole:
-                self.map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+            self.fd = self.file.fileno()
+            self.size = os.fstat(self.fd).st_size
+            self._meta(self.file.read(_DBMETASIZE))
         except OSError as exc:
             self.close()
             raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
@@ -435,15 +436,13 @@ class _File(object):
             raise
 
     def close(self):
-        if self.map is not None:
-            self.map.close()
-            self.map = None
         self.file.close()
 
     def bad(self, why):
         return PostfixError("%s: not a Berkeley DB hash file (%s)" % (self.path, why))
 
     def _meta(self, head):
+        """Check the meta page as __db_meta_setup and __ham_vrfy_meta do."""
         if len(head) < _DBMETASIZE:
             raise self.bad("%d bytes, shorter than a meta page" % len(head))
         for order in "<>":
@@ -468,30 +467,31 @@ class _File(object):
         if flags & _DB_HASH_SUBDB:
             raise self.bad("files with subdatabases are not supported")
         fields = struct.unpack_from(order + "6I32I", head, 72)
-        self.max_bucket, self.high_mask, self.low_mask, dummy, dummy, charkey = fields[:6]
-        self.spares = fields[6:]
+        max_bucket, high_mask, low_mask, dummy, dummy, charkey = fields[:6]
+        spares = fields[6:]
         if charkey != _CHARKEY_HASH:
             raise self.bad("it uses an unknown hash function")
-        if self.max_bucket > last_pgno:
-            raise self.bad("max_bucket %d beyond the last page %d" % (self.max_bucket, last_pgno))
+        if max_bucket >= self.size // pagesize:
+            raise self.bad("max_bucket %d, but only %d pages" % (max_bucket, self.size // pagesize))
+        top = 1 << _log2(max_bucket + 1) if max_bucket else 1
+        if high_mask != top - 1 or low_mask != (top >> 1) - 1:
+            raise self.bad("masks %#x/%#x do not fit max_bucket %d" % (high_mask, low_mask, max_bucket))
+        if not all(spares[:_log2(max_bucket + 1) + 1]):
+            raise self.bad("spares table does not cover max_bucket %d" % max_bucket)
+        self.max_bucket, self.high_mask, self.low_mask, self.spares = max_bucket, high_mask, low_mask, spares
         self.pagesize = pagesize
         self.last_pgno = last_pgno
         self.header = struct.Struct(order + "8xIIIHHBB")
         self.offpage = struct.Struct(order + "4xII")
 
     def page(self, pgno):
-        """The bytes of page ``pgno``, or None for a page never written (all zero)."""
+        """The bytes of page ``pgno``."""
         if pgno > self.last_pgno:
             raise self.bad("page %d referenced, the last page is %d" % (pgno, self.last_pgno))
         start = pgno * self.pagesize
-        if start + self.pagesize > self.size:
+        data = os.pread(self.fd, self.pagesize, start) if start + self.pagesize <= self.size else b""
+        if len(data) != self.pagesize:
             raise self.bad("truncated: page %d is past the end of the file" % pgno)
-        if self.map is not None:
-            data = self.map[start:start + self.pagesize]
-        else:
-            data = os.pread(self.file.fileno(), self.pagesize, start)
-            if len(data) != self.pagesize:
-                raise self.bad("truncated: page %d is past the end of the file" % pgno)
         return data
 
     def bucket_pages(self, bucket):
@@ -573,7 +573,7 @@ def read(path):
 
     The meta page is checked at once; pages are checked as the iteration reaches them.
     """
-    db = _File(path, whole=True)
+    db = _File(path)
 
     def pairs():
         try:
@@ -581,6 +581,8 @@ def read(path):
                 yield pair
         except (struct.error, IndexError, ValueError) as exc:
             raise db.bad(str(exc))
+        except OSError as exc:
+            raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
         finally:
             db.close()
     return pairs()
@@ -611,5 +613,7 @@ def lookup(path, key):
         return None
     except (struct.error, IndexError, ValueError) as exc:
         raise db.bad(str(exc))
+    except OSError as exc:
+        raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
     finally:
         db.close()
