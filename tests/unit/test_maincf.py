@@ -232,12 +232,12 @@ def test_noop_edit_leaves_spelling_where_postconf_canonicalises(tmp_path):
 
 def test_missing_final_newline(tmp_path):
     data = b"biff = no\nrelayhost = x"
-    ours, _ = apply_ours(data, "-e", {"biff": "yes"})
+    ours = apply_ours(data, "-e", {"biff": "yes"})[0]
     theirs = read(apply_postconf(tmp_path, data, "-e", {"biff": "yes"}, "a"))
     assert ours == theirs == b"biff = yes\nrelayhost = x"
     # Appending: postconf glues the new line onto the unterminated last one, changing
     # relayhost to "xmyhostname = h"; we end that line first.
-    ours, _ = apply_ours(data, "-e", {"myhostname": "h"})
+    ours = apply_ours(data, "-e", {"myhostname": "h"})[0]
     theirs = read(apply_postconf(tmp_path, data, "-e", {"myhostname": "h"}, "b"))
     assert theirs == b"biff = no\nrelayhost = xmyhostname = h\n"
     assert ours == b"biff = no\nrelayhost = x\nmyhostname = h\n"
@@ -245,7 +245,7 @@ def test_missing_final_newline(tmp_path):
 
 def test_crlf_line_keeps_its_ending(tmp_path):
     data = b"biff = no\r\nrelayhost = x\r\n"
-    ours, _ = apply_ours(data, "-e", {"biff": "yes", "myhostname": "h"})
+    ours = apply_ours(data, "-e", {"biff": "yes", "myhostname": "h"})[0]
     assert ours == b"biff = yes\r\nrelayhost = x\r\nmyhostname = h\r\n"
     theirs = read(apply_postconf(tmp_path, data, "-e", {"biff": "yes", "myhostname": "h"}, "a"))
     assert theirs == b"biff = yes\nrelayhost = x\r\nmyhostname = h\n"
@@ -282,7 +282,7 @@ def test_parsed_values_match_postconf_n(tmp_path, source):
     d = make_dir(tmp_path, "d", data)
     theirs = {}
     for line in postconf_n(d):
-        k, _, v = line.partition(" =")
+        k, _sep, v = line.partition(" =")
         theirs[k] = v.strip()
     ours = {k: " ".join(v.split()) for k, v in m.MainCf(data).params().items()}
     assert {k: ours[k] for k in theirs} == theirs
@@ -401,7 +401,7 @@ def defaults():
 def test_expansion_matches_postconf_x(tmp_path, defaults, level):
     # Each value in a user-defined parameter t<N>, made "used" by a reference from a known
     # one, so one ``postconf -xh t0 t1 ...`` prints them all.
-    names = ["t%d" % i for i, _ in enumerate(TRICKY)]
+    names = ["t%d" % i for i in range(len(TRICKY))]
     extra = "".join("%s = %s\n" % (n, v) for n, v in zip(names, TRICKY))
     data, d = _expansion_dir(tmp_path, " ".join("$" + n for n in names), level, extra)
     out = postconf(d, "-xh", *names).stdout.decode().split("\n")
