@@ -89,6 +89,29 @@ def test_failing_host_stops_the_rollout(tmp_path):
     assert HOSTS[2] not in out, out
 
 
+BAD_INVENTORY = [
+    pytest.param({"postfix_server_virtual_alias_domains_host": [{"domain": "localhost", "aliases": {"a": ["alice"]}}]},
+                 "postfix_server_virtual_alias_domains_host[0].domain: localhost is also in mydestination", id="domain-in-mydestination"),
+    pytest.param({"postfix_server_aliases_host": {"nobody": []}},
+                 "postfix_server_aliases_host.nobody has no target", id="alias-without-target"),
+    pytest.param({"postfix_server_aliases_host": {"prog": ["|/usr/bin/logger"]}},
+                 "postfix_server_aliases_host.prog: |/usr/bin/logger runs a command", id="unsafe-target"),
+    pytest.param({"postfix_server_table_type": "btree"},
+                 "value of postfix_server_table_type must be one of: hash, cdb, lmdb, got: btree", id="bad-type"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_INVENTORY)
+def test_bad_inventory_fails_before_anything_changes(tmp_path, bad, message):
+    h = mt.host(HOSTS[0])
+    files = "/etc/postfix/main.cf /etc/postfix/virtual* /etc/aliases*"
+    before = h.check_output("ls -l --time-style=full-iso %s; md5sum %s" % (files, files))
+    rc, out = playbook("site", "-e", "@" + write(tmp_path, "bad.yml", bad), "-l", HOSTS[0])
+    assert rc != 0, out
+    assert message in out, out
+    assert h.check_output("ls -l --time-style=full-iso %s; md5sum %s" % (files, files)) == before
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _order_guard():
     assert len(HOSTS) >= 3, "the rollout scenario needs at least three mail servers"
