@@ -382,7 +382,7 @@ def start(config_dir):
 
 # -- pre-flight checks -------------------------------------------------------------
 
-def _file_problems(path, what):
+def _file_problems(path, what, check_owner=True):
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -392,7 +392,9 @@ def _file_problems(path, what):
     problems = []
     if st.st_mode & stat.S_IWOTH:
         problems.append("%s (%s) is world-writable (mode %04o)" % (path, what, stat.S_IMODE(st.st_mode)))
-    if st.st_uid != 0 and st.st_uid != os.geteuid():
+    # Tables may belong to another user (postmap runs as the source's owner, e.g. Mailman's
+    # maps); configuration files must not (postfix-script check-warn).
+    if check_owner and st.st_uid != 0 and st.st_uid != os.geteuid():
         problems.append("%s (%s) is owned by uid %d, not root" % (path, what, st.st_uid))
     return problems
 
@@ -434,12 +436,12 @@ def preflight(config_dir, binary=None):
                 stale.append(info["index"])
                 problems.append("%s:%s (%s): index %s is older than its source; run postmap/postalias"
                                 % (typ, path, who, info["index"]))
-            problems.extend(_file_problems(path, "table source"))
-            problems.extend(_file_problems(info["index"], "table index"))
+            problems.extend(_file_problems(path, "table source", check_owner=False))
+            problems.extend(_file_problems(info["index"], "table index", check_owner=False))
         elif not info["source_exists"]:
             problems.append("%s:%s (%s): file not found" % (typ, path, who))
         else:
-            problems.extend(_file_problems(path, "table"))
+            problems.extend(_file_problems(path, "table", check_owner=False))
     crossing = _maincf.crossing_domains(config)
     if crossing:
         problems.append(_maincf.crossing_message(crossing))

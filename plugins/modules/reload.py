@@ -18,8 +18,8 @@ description:
     references (and each map of C(alias_database)) exists, and an indexed one (hash, btree,
     cdb, lmdb) has an index that is not older than its source (the stale ones are named);
     no domain is listed in both C(virtual_alias_domains) and C(mydestination); main.cf,
-    master.cf and the tables are not world-writable and are owned by root (or the user
-    running the task); master.cf exists."
+    master.cf and the tables are not world-writable; main.cf and master.cf are owned by
+    root (or the user running the task); master.cf exists."
   - Then it reads C(queue_directory) (main.cf, else the compiled-in default), the master pid
     from C($queue_directory/pid/master.pid), tells from the lock the master holds on that file
     whether it runs, checks in /proc that the pid is Postfix's C(master), and sends it SIGHUP.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -177,14 +178,25 @@ def test_preflight_failures(tmp_path, main_cf, needle):
     assert res["msg"].startswith("pre-flight check failed, nothing signalled") or needle.startswith(":")
 
 
-def test_world_writable_config_is_refused(tmp_path):
+def test_world_writable_or_foreign_config_is_refused(tmp_path):
     conf = tmp_path / "etc"
     conf.mkdir()
-    (conf / "main.cf").write_text("alias_maps =\nalias_database =\n")
+    table = tmp_path / "virtual"
+    table.write_text("a@b.example c\n")
+    subprocess.run(["postmap", "hash:%s" % table], check=True)
+    (conf / "main.cf").write_text("alias_maps =\nalias_database =\nvirtual_alias_maps = hash:%s\n" % table)
     (conf / "master.cf").write_text("")
+    nobody = pwd.getpwnam("nobody")
+    # A table owned by another user is fine (e.g. Mailman's maps).
+    os.chown(str(table), nobody.pw_uid, nobody.pw_gid)
+    assert not run_module("reload", {"config_dir": str(conf)}, fail_ok=True).get("failed")
     os.chmod(str(conf / "main.cf"), 0o666)
     res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
     assert res["failed"] and "world-writable" in res["msg"]
+    os.chmod(str(conf / "main.cf"), 0o644)
+    os.chown(str(conf / "master.cf"), nobody.pw_uid, nobody.pw_gid)
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and "master.cf (configuration) is owned by uid %d" % nobody.pw_uid in res["msg"]
 
 
 def test_alias_database_must_be_built(tmp_path):
