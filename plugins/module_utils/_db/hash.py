@@ -32,8 +32,8 @@ import sys
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import add, eq, floordiv, itemgetter, sub
+from itertools import accumulate, chain, count, islice, repeat
+from operator import add, eq, itemgetter, sub
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
@@ -68,10 +68,8 @@ _FNV_PRIME = 16777619
 
 # Average bucket fill the writer aims for (see module docstring).
 _FILL = 0.85
-# Keys hashed per batch by the lane hasher, records grouped per part by the writer
-# (both bound the memory a large table takes).
+# Keys hashed per batch by the lane hasher (bounds its memory).
 _HASH_BATCH = 65536
-_PART_RECORDS = 131072
 
 # lsn (not logged: file 0, offset 1), pgno, prev_pgno, next_pgno, entries, hf_offset,
 # level, type (PAGE in db_page.h).
@@ -242,12 +240,12 @@ class _Writer(object):
             prev, pgno = pgno, nxt
         return _OFFPAGE.pack(_H_OFFPAGE, first, total)
 
-    def buckets(self, first, items, starts, big):
-        """Write the pages of consecutive buckets ``first``, ``first + 1``...
+    def buckets(self, groups, big):
+        """Write every bucket's pages, in bucket order.
 
-        ``items`` is their flat key, data, key, data... list grouped by bucket and sorted
-        by key within a bucket, ``starts[i]`` the index of bucket ``first + i``'s first
-        pair. ``big`` tells whether any item of the table is longer than ISBIG.
+        ``groups[b]`` is bucket b's flat key, data, key, data... list, sorted by key;
+        it is released once written. ``big`` tells whether any item of the table is
+        longer than ISBIG.
         """
         ps = self.pagesize
         usable = self.usable
@@ -255,10 +253,9 @@ class _Writer(object):
         pages = self.bucket_pages
         header = _PAGE_HEADER.pack
         formats = self.formats
-        for i in range(len(starts) - 1):
-            lo, hi = 2 * starts[i], 2 * starts[i + 1]
-            entries = hi - lo
-            chunk = items[lo:hi]
+        for bucket, chunk in enumerate(groups):
+            groups[bucket] = None
+            entries = len(chunk)
             sizes = list(map(len, chunk))
             used = sum(sizes) + entries  # with the H_KEYDATA type bytes
             if not entries or (used + 2 * entries <= usable and (not big or max(sizes) <= self.big)):
@@ -267,11 +264,11 @@ class _Writer(object):
                 if pack is None:
                     pack = formats[entries] = struct.Struct("<%dH" % (entries + 1)).pack
                 inp = pack(*accumulate(map(add, sizes, repeat(1)), sub, initial=ps))[2:]
-                pages.append(b"".join((header(0, 1, first + i + 1, 0, 0, entries, ps - used, 0, _P_HASH), inp,
+                pages.append(b"".join((header(0, 1, bucket + 1, 0, 0, entries, ps - used, 0, _P_HASH), inp,
                                        zeros[:ps - used - _OVERHEAD - 2 * entries], b"\x01" if entries else b"",
                                        b"\x01".join(reversed(chunk)))))
             else:
-                self._long_bucket(first + i + 1, chunk)
+                self._long_bucket(bucket + 1, chunk)
             if len(pages) >= 256:
                 self._flush()
                 pages = self.bucket_pages
@@ -327,13 +324,13 @@ class _Writer(object):
         self._pwrite(page, 0)
 
 
-def _choose_buckets(items, big):
-    """The power-of-two bucket count for these items (at least 2, as libdb)."""
+def _choose_buckets(sizes, big):
+    """The power-of-two bucket count for items of these sizes (at least 2, as libdb)."""
     if big:
         limit = PAGESIZE // 4
-        total = sum(len(item) + 3 if len(item) <= limit else 14 for item in items)
+        total = sum(size + 3 if size <= limit else 14 for size in sizes)
     else:
-        total = sum(map(len, items)) + 3 * len(items)
+        total = sum(sizes) + 3 * len(sizes)
     wanted = int(total / ((PAGESIZE - _OVERHEAD) * _FILL)) + 1
     nbuckets = 2
     while nbuckets < wanted:
@@ -351,55 +348,40 @@ def write(path, records):
     try:
         ordered = sorted(records, key=itemgetter(0))
         keys = list(map(itemgetter(0), ordered))
+        sizes = list(map(len, chain.from_iterable(ordered)))
     except (TypeError, IndexError, KeyError):
         raise bad
     n = len(keys)
+    if len(sizes) != 2 * n or not set(map(type, keys)) <= set((bytes,)):
+        raise bad
     if any(map(eq, keys, islice(keys, 1, None))):
         dup = next(k for k, other in zip(keys, islice(keys, 1, None)) if k == other)
         raise PostfixError("%s: duplicate key %r" % (path, dup))
-    items = list(chain.from_iterable(ordered))
-    if len(items) != 2 * n or not set(map(type, items)) <= set((bytes,)):
-        raise bad
-    big = n > 0 and max(map(len, items)) > PAGESIZE // 4
-    nbuckets = _choose_buckets(items, big)
-    del items
+    big = n > 0 and max(sizes) > PAGESIZE // 4
+    nbuckets = _choose_buckets(sizes, big)
+    del sizes
     if nbuckets > 1 << 31:
         raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
     buckets = _bucket_hashes(keys, nbuckets)
     del keys
+    # Group by bucket, keeping key order within a bucket.
+    groups = [[] for dummy in range(nbuckets)]
+    extend = [group.extend for group in groups]
+    for bucket, record in zip(buckets, ordered):
+        extend[bucket](record)
+    del extend, buckets, ordered
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise PostfixError("%s: cannot create: %s" % (path, exc.strerror))
     try:
         writer = _Writer(fd, path, nbuckets)
-        # Large tables go in parts of consecutive buckets, which bounds the memory the
-        # grouping below takes.
-        parts = 1
-        while parts < nbuckets and n // parts > _PART_RECORDS:
-            parts <<= 1
-        span = nbuckets // parts
-        for part in range(parts):
-            if parts == 1:
-                chosen, hashes = ordered, buckets
-            else:
-                flags = bytes(map(eq, map(floordiv, buckets, repeat(span)), repeat(part)))
-                chosen, hashes = list(compress(ordered, flags)), array("I", compress(buckets, flags))
-                del flags
-            size = len(chosen)
-            if size > 1:
-                # Group by bucket; the sort is stable, so keys stay sorted within a bucket.
-                chosen = itemgetter(*sorted(range(size), key=hashes.__getitem__))(chosen)
-            tally = Counter(hashes)
-            starts = list(accumulate((tally.get(b, 0) for b in range(part * span, (part + 1) * span)), initial=0))
-            del tally, hashes
-            items = list(chain.from_iterable(chosen))
-            del chosen
-            writer.buckets(part * span, items, starts, big)
-            del items
+        writer.buckets(groups, big)
         writer.meta(nbuckets, n)
     except OSError as exc:
         raise PostfixError("%s: cannot write: %s" % (path, exc.strerror))
+    except TypeError:
+        raise bad  # a value that is not bytes
     finally:
         os.close(fd)
 

@@ -251,9 +251,8 @@ def test_bucket_hashes_match_fnv1(nbuckets):
     assert list(got) == [fnv1(k) & (nbuckets - 1) for k in keys]
 
 
-def test_large_tables_are_built_in_parts(tmp_path, config_dir, monkeypatch):
+def test_keys_hashed_in_batches(tmp_path, config_dir, monkeypatch):
     """The code paths a table of millions of records takes, on a small table."""
-    monkeypatch.setattr(dbhash, "_PART_RECORDS", 700)
     monkeypatch.setattr(dbhash, "_HASH_BATCH", 999)
     records = virtual_records(12000, seed=12)
     records[::500] = [(k, v[:-1] + b"w" * 3000 + b"\0") for k, v in records[::500]]
@@ -425,5 +424,6 @@ def test_bad_records_are_refused(tmp_path):
     path = str(tmp_path / "t.db")
     with pytest.raises(PostfixError, match="duplicate"):
         dbhash.write(path, [(b"a\0", b"1\0"), (b"a\0", b"2\0")])
-    with pytest.raises(PostfixError, match="bytes"):
-        dbhash.write(path, [("a", "b")])
+    for bad in ([("a", "b")], [(b"a", "b")], [(b"a", 1)], [(1, b"b")], [(b"a",)], [(b"a", b"b", b"c")], [b"ab"]):
+        with pytest.raises(PostfixError, match="bytes"):
+            dbhash.write(path, bad)
