@@ -153,6 +153,10 @@ class PostfixInstance:
         self._started = True
         self.wait_for_port(timeout)
 
+    def mark_started(self) -> None:
+        """Adopt a master started by something else (a module under test) so stop() ends it."""
+        self._started = True
+
     def wait_for_port(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -120,7 +120,7 @@ def test_not_running_then_start_if_stopped(postfix_instance):
     assert res["changed"] and res["started"] and pf.master_pid() is None
     res = reload(pf, start_if_stopped=True)
     # Let the fixture stop what this module started.
-    pf._started = True  # pylint: disable=protected-access
+    pf.mark_started()
     assert res["changed"] and res["started"] and res["start_method"] == "postfix start"
     assert res["running"] and res["pid"] == pf.master_pid()
     pf.wait_for_port()
