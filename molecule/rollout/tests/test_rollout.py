@@ -90,8 +90,8 @@ def test_failing_host_stops_the_rollout(tmp_path):
 
 
 BAD_INVENTORY = [
-    pytest.param({"postfix_server_virtual_alias_domains_host": [{"domain": "localhost", "aliases": {"a": ["alice"]}}]},
-                 "postfix_server_virtual_alias_domains_host[0].domain: localhost is also in mydestination", id="domain-in-mydestination"),
+    pytest.param({"postfix_server_virtual_alias_domains_host": [{"domain": "mx1.example.tld", "aliases": {"a": ["alice"]}}]},
+                 "postfix_server_virtual_alias_domains_host[0].domain: mx1.example.tld is also in mydestination", id="domain-in-mydestination"),
     pytest.param({"postfix_server_aliases_host": {"nobody": []}},
                  "postfix_server_aliases_host.nobody has no target", id="alias-without-target"),
     pytest.param({"postfix_server_aliases_host": {"prog": ["|/usr/bin/logger"]}},
