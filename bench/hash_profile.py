@@ -5,9 +5,10 @@
 
     .venv/bin/python bench/hash_profile.py [ENTRIES] [--profile] [--rss]
 
-Prints postmap's wall time (best of 3) for ``postmap hash:SRC``, ours for write() on the
-same records (best of 3), their ratio, and with --rss the peak RSS of a child process
-that builds the records and writes them (and of one that only builds them).
+Prints the wall and CPU time (best of 5) of ``postmap hash:SRC`` and of write() on the
+same records, their ratios, the file sizes and the time read() takes; --profile adds a
+cProfile of write(), --rss the RSS of a fresh process once the records are built and
+its peak while write() runs.
 """
 
 from __future__ import annotations
@@ -49,17 +50,28 @@ def best(func, times=5):
     return min(walls), min(cpus)
 
 
-def child_rss(count, write):
-    code = ("import sys, resource; sys.path.insert(0, %r); import conftest, hash_profile as h; "
-            "r = h.records(%d); %s"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-            % (os.path.join(ROOT, "tests"), count,
-               "h.dbhash.write(sys.argv[1], r); " if write else ""))
+def child_rss(count):
+    """(RSS with the records built, peak RSS while write() runs) in MiB, in a fresh process."""
+    code = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import conftest, hash_profile
+def status():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
+records = hash_profile.records(int(sys.argv[3]))
+before = status()[0]
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+hash_profile.dbhash.write(sys.argv[1], records)
+print(before, status()[1])
+"""
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", code, os.path.join(tmp, "t.db")],
-                             stdout=subprocess.PIPE, check=True, env=env).stdout
-    return int(out) / 1024.0
+        out = subprocess.run([sys.executable, "-c", code, os.path.join(tmp, "t.db"), os.path.join(ROOT, "tests"),
+                              str(count)], stdout=subprocess.PIPE, check=True, env=env).stdout
+    before, peak = out.split()
+    return int(before), int(peak)
 
 
 def main():
@@ -90,9 +102,9 @@ def main():
             pstats.Stats(prof).sort_stats("cumulative").print_stats(15)
     if "--rss" in args:
         del recs
-        base, total = child_rss(count, False), child_rss(count, True)
-        print("peak RSS: records alone %.0f MiB, records + write() %.0f MiB" % (base, total))
-    print("max RSS of this process: %.0f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+        before, peak = child_rss(count)
+        print("RSS: %d MiB with the records built, %d MiB peak during write() (+%d MiB)"
+              % (before, peak, peak - before))
 
 
 if __name__ == "__main__":
