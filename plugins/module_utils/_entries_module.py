@@ -15,7 +15,7 @@ from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import A
 def run(kind, path_default=None):
     """Build the module for ``kind`` (TABLE or ALIASES), run it and exit."""
     spec = dict(
-        path=dict(type="path", required=path_default is None, default=path_default),
+        path=dict(type="path", default=path_default) if path_default else dict(type="path", required=True),
         entries=dict(type="dict", default={}),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         exclusive=dict(type="bool", default=False),

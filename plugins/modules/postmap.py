@@ -51,7 +51,7 @@ options:
     default: false
   query:
     description:
-      - Look these keys up in the index, like C(postmap -q), and return RV(values).
+      - Look these keys up in the index, like C(postmap -q), and return RV(lookups).
         Keys are folded as C(postmap -q) folds them. Nothing is compiled.
     type: list
     elements: str
@@ -72,7 +72,7 @@ attributes:
     support: full
     description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
 notes:
-  - Duplicate keys are handled as C(postmap) does by default: the first value is kept and a warning names the key.
+  - Duplicate keys are handled as C(postmap) does by default. The first value is kept and a warning names the key.
 seealso:
   - module: mailops.postfix.lookup_table
   - module: mailops.postfix.newaliases
@@ -101,7 +101,7 @@ EXAMPLES = r"""
 
 - name: Show where support@ goes
   ansible.builtin.debug:
-    msg: "{{ lookup['values']['support@example.tld'] }}"
+    msg: "{{ lookup.lookups['support@example.tld'] }}"
 
 - name: Dump the whole table
   mailops.postfix.postmap:
@@ -117,7 +117,7 @@ index:
   type: str
   sample: /etc/postfix/virtual.db
 type:
-  description: The table type used, and where it came from in O(type_origin).
+  description: The table type used; RV(type_origin) tells where it came from.
   returned: always
   type: str
   sample: hash
@@ -142,7 +142,7 @@ source_warnings:
   type: list
   elements: str
   sample: ['/etc/postfix/virtual:7: duplicate entry: "support@example.tld"']
-values:
+lookups:
   description: For each key of O(query), its value, or null when absent.
   returned: when O(query) is given
   type: dict
@@ -178,7 +178,7 @@ def main():
         table = Table.for_source(p["path"], p["config_dir"], p["type"])
         result = dict(changed=False, index=table.index, type=table.type, type_origin=table.type_origin)
         if p["query"] is not None:
-            result["values"] = table.query(p["query"])
+            result["lookups"] = table.query(p["query"])
         elif p["dump"]:
             result["records"] = table.dump()
         else:

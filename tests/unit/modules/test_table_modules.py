@@ -63,7 +63,7 @@ def test_lookup_table_compiles_what_real_postmap_reads(tmp_path, conf, type_name
     assert postmap_q(conf, "nobody@chrisbinnie.tld", spec) is None
     # Our query agrees with real postmap -q, including folding of the query key.
     values = run_module("postmap", dict(path=str(tmp_path / "virtual"), config_dir=conf, type=type_name,
-                                        query=["SUPPORT@chrisbinnie.tld", "nobody@chrisbinnie.tld"]))["values"]
+                                        query=["SUPPORT@chrisbinnie.tld", "nobody@chrisbinnie.tld"]))["lookups"]
     assert values == {"SUPPORT@chrisbinnie.tld": "chris, alice", "nobody@chrisbinnie.tld": None}
     if type_name != "cdb":  # Postfix 3.7's cdb map has no sequence operation (postmap -s)
         dump = run_module("postmap", dict(path=str(tmp_path / "virtual"), config_dir=conf, type=type_name,
