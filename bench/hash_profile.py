@@ -24,7 +24,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import conftest  # noqa: E402,F401  pylint: disable=unused-import  (makes the collection importable)
+# tests/conftest.py makes ansible_collections.mailops.postfix importable from the checkout.
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
 from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as dbhash  # noqa: E402
 

@@ -559,8 +559,7 @@ def read(path):
 
     def pairs():
         try:
-            for pair in db.pairs():
-                yield pair
+            yield from db.pairs()
         except (struct.error, IndexError, ValueError) as exc:
             raise db.bad(str(exc))
         except OSError as exc:
