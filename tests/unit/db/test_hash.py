@@ -36,7 +36,8 @@ def config_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg")
     main_cf = path / "main.cf"
     main_cf.write_text("compatibility_level = 3.6\nsmtputf8_enable = yes\n")
-    # dict_load_file_xt() sleeps until a just-modified main.cf is at least a second old.
+    # Postfix waits and re-reads a main.cf modified within the last second (dict_load_file_xt,
+    # like load_file.c): a fresh main.cf costs every postmap call 1-2 s. Backdate it.
     os.utime(str(main_cf), (1000000000, 1000000000))
     return str(path)
 
