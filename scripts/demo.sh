@@ -67,7 +67,7 @@ ansible-playbook mailops.postfix.site "${inventory[@]}" -e target=mx1.example.tl
 step "Where does support@example.tld go? (mailops.postfix.postmap, query)"
 ansible mx1.example.tld "${inventory[@]}" -m mailops.postfix.postmap \
   -a '{"path": "/etc/postfix/virtual", "query": ["support@example.tld", "chris@example.tld"]}' |
-  sed -n '/"values"/,/}/p'
+  sed -n '/"lookups"/,/}/p'
 
 step "Sending a mail to support@example.tld over SMTP"
 token="demo-$(date +%s)-$$"
