@@ -13,7 +13,8 @@ version_added: "0.1.0"
 author: mailops.postfix maintainers (@mailops)
 description:
   - Adds, changes or removes entries of a local aliases file in the aliases(5) format
-    (a name, a colon, then targets separated by commas), then compiles the index Postfix reads, in Python, like
+    (a name, a colon, then targets separated by commas), then compiles the index Postfix
+    reads, in Python, like
     C(postalias) (with its extra C(@), C(YP_LAST_MODIFIED) and C(YP_MASTER_NAME) records).
   - Targets are normalised as C(postalias)'s RFC 822 tokenizer does (C(a , b,c) is C(a, b, c)).
   - Targets that run a program (C(|command)), write a file (C(/path)) or read a list from a
@@ -40,56 +41,14 @@ options:
       - With O(state=absent) only the names matter.
     type: dict
     default: {}
-  state:
-    description:
-      - V(present) sets each entry to its value; V(absent) removes each key.
-    type: str
-    choices: [present, absent]
-    default: present
-  exclusive:
-    description:
-      - Remove every entry whose name is not in O(entries). Comments and blank lines stay.
-    type: bool
-    default: false
-  compile:
-    description:
-      - Compile the index after editing, when it is stale (missing, older than the source, or
-        with other records than the source compiles to).
-      - Set V(false) when a handler compiles it (M(mailops.postfix.newaliases)).
-    type: bool
-    default: true
-  type:
-    description:
-      - The table type to compile. Default is the type main.cf uses for O(path), else main.cf's
-        C(default_database_type), else C(hash).
-    type: str
-    choices: [hash, cdb, lmdb]
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
-  backup:
-    description:
-      - Keep a timestamped copy of the source before changing it.
-    type: bool
-    default: false
   allow_unsafe_targets:
     description:
       - Allow C(|command), C(/file) and C(:include:/file) targets.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Reports the entries and the index that would change, writing nothing.
-  diff_mode:
-    support: full
-    description: Shows the source lines before and after.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
+  - mailops.postfix.common.table_source
 notes:
   - Names and targets may not contain line breaks or NUL. Such values are refused before
     anything is written.

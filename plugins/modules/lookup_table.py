@@ -37,51 +37,9 @@ options:
       - With O(state=absent) only the keys matter.
     type: dict
     default: {}
-  state:
-    description:
-      - V(present) sets each entry to its value; V(absent) removes each key.
-    type: str
-    choices: [present, absent]
-    default: present
-  exclusive:
-    description:
-      - Remove every entry whose key is not in O(entries). Comments and blank lines stay.
-    type: bool
-    default: false
-  compile:
-    description:
-      - Compile the index after editing, when it is stale (missing, older than the source, or
-        with other records than the source compiles to).
-      - Set V(false) when a handler compiles it (M(mailops.postfix.postmap)).
-    type: bool
-    default: true
-  type:
-    description:
-      - The table type to compile. Default is the type main.cf uses for O(path), else main.cf's
-        C(default_database_type), else C(hash).
-    type: str
-    choices: [hash, cdb, lmdb]
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
-  backup:
-    description:
-      - Keep a timestamped copy of the source before changing it.
-    type: bool
-    default: false
-attributes:
-  check_mode:
-    support: full
-    description: Reports the entries and the index that would change, writing nothing.
-  diff_mode:
-    support: full
-    description: Shows the source lines before and after.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
+  - mailops.postfix.common.table_source
 notes:
   - Keys and values may not contain line breaks or NUL; keys may not contain unquoted white
     space or start with C(#). Such values are refused before anything is written.

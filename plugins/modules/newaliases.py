@@ -20,16 +20,13 @@ description:
   - Indexes are compiled like C(postalias) writes them, including its extra records
     (C(@), C(YP_LAST_MODIFIED), C(YP_MASTER_NAME)), and replaced atomically under a lock.
 options:
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
   force:
     description:
       - Rebuild every map even when it is current.
     type: bool
     default: false
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
 attributes:
   check_mode:
     support: full

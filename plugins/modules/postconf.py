@@ -26,11 +26,6 @@ description:
   - A main.cf change takes effect with a reload (M(mailops.postfix.reload)), except for the
     parameters the master reads only when it starts (RV(restart_params)).
 options:
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
   params:
     description:
       - With O(state=present), a dictionary of parameter name to value. A value is a string,
@@ -55,6 +50,8 @@ options:
       - Copy main.cf to a time-stamped backup before changing it.
     type: bool
     default: false
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
 attributes:
   check_mode:
     support: full

@@ -19,12 +19,9 @@ description:
     without it they are empty and RV(notes) says so.
   - Never changes anything. Whether the master runs is told by the lock it holds on
     C($queue_directory/pid/master.pid), like C(postfix status).
-options:
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
+options: {}
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
 attributes:
   check_mode:
     support: full

@@ -39,11 +39,6 @@ options:
         C(default_database_type), else C(hash).
     type: str
     choices: [hash, cdb, lmdb]
-  config_dir:
-    description:
-      - The Postfix configuration directory holding main.cf.
-    type: path
-    default: /etc/postfix
   force:
     description:
       - Rebuild even when the index is current.
@@ -60,6 +55,8 @@ options:
       - Return every record of the index, like C(postmap -s). Nothing is compiled.
     type: bool
     default: false
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
 attributes:
   check_mode:
     support: full

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    """Options and attributes several modules share."""
+
+    # mailops.postfix.common.config_dir
+    CONFIG_DIR = r"""
+options:
+  config_dir:
+    description:
+      - The Postfix configuration directory holding main.cf.
+    type: path
+    default: /etc/postfix
+"""
+
+    # mailops.postfix.common.table_source: lookup_table and aliases
+    TABLE_SOURCE = r"""
+options:
+  state:
+    description:
+      - V(present) sets each entry to its value; V(absent) removes each one.
+    type: str
+    choices: [present, absent]
+    default: present
+  exclusive:
+    description:
+      - Remove every entry not in O(entries). Comments and blank lines stay.
+      - Only with O(state=present).
+    type: bool
+    default: false
+  compile:
+    description:
+      - Compile the index after editing, when it is stale (missing, older than the source, or
+        with other records than the source compiles to).
+      - Set V(false) when a handler compiles it.
+    type: bool
+    default: true
+  type:
+    description:
+      - The table type to compile. Default is the type main.cf uses for O(path), else main.cf's
+        C(default_database_type), else C(hash).
+    type: str
+    choices: [hash, cdb, lmdb]
+  backup:
+    description:
+      - Keep a timestamped copy of the source before changing it.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reports the entries and the index that would change, writing nothing.
+  diff_mode:
+    support: full
+    description: Shows the source lines before and after.
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
+"""
