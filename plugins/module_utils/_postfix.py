@@ -52,7 +52,8 @@ WRAPPER_TYPES = ("proxy",)
 LIST_TYPES = ("unionmap", "pipemap")
 
 
-def which(name, extra=("/usr/sbin", "/usr/bin", "/sbin", "/bin")):
+def which(name, extra=("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin", "/bin")):
+    """A Postfix tool by name: on PATH, else in the sbin directories a module's PATH may lack."""
     path = shutil.which(name)
     if path:
         return path

@@ -14,11 +14,11 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import which
 
 QUEUE_NAMES = ("maildrop", "hold", "incoming", "active", "deferred")
 
@@ -43,8 +43,6 @@ _SUMMARY_LINE = re.compile(r"^postsuper: (Deleted|Placed on hold|Released from h
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-_TOOL_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin")
 
 
 def parse_duration(text) -> int:
@@ -78,13 +76,9 @@ def valid_queue_id(queue_id: str) -> bool:
 
 
 def find_tool(name: str) -> str:
-    path = shutil.which(name)
+    path = which(name)
     if path:
         return path
-    for d in _TOOL_DIRS:
-        candidate = os.path.join(d, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
     raise PostfixError("%s not found: is Postfix installed on this host?" % name)
 
 
