@@ -274,6 +274,14 @@ class AliasDocument(LineDocument):
     """An aliases(5) source file."""
 
     KEY_WORD = "name"
+    # One physical line that postalias() splits with no warning into a name and a value
+    # that are their own internal and external forms: printable ASCII with no quote,
+    # backslash, comment, domain literal, "<" (tok822_externalize puts a space before
+    # it), and no blanks inside a name or a target, so that no two atoms are adjacent;
+    # the name is local (no "@" or "%") and not a comment; targets are separated by
+    # exactly ", " as tok822_externalize() writes commas.
+    SIMPLE = re.compile(rb'\n([^\x00-\x20\x7f-\xff"#%(,:<@\[\\][^\x00-\x20\x7f-\xff"%(,:<@\[\\]*)[ \t]*:[ \t]*'
+                        rb'([^\x00-\x20\x7f-\xff"(,<\[\\]+(?:, [^\x00-\x20\x7f-\xff"(,<\[\\]+)*)[ \t]*(?=\r?\n|\Z)')
 
     def _parse_logical(self, text):
         return split_name_value(text)

@@ -19,14 +19,33 @@ it and provide how one logical line becomes a (key, value) pair and how an entry
 from __future__ import annotations
 
 import array
+import bisect
 import collections
 import itertools
+import re
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
 # ISSPACE() in sys_defs.h is ASCII isspace(): the set bytes.strip()/split() use.
 WHITESPACE = b" \t\n\r\x0b\x0c"
 _NOT_START = frozenset(WHITESPACE + b"#")
+
+# Compile-only parsing (LineDocument.compile) works on chunks of about this many bytes,
+# cut where a logical line starts: a newline followed by a byte that is not whitespace or
+# "#" (readllines() never joins such a line to the previous one).
+_CHUNK = 1 << 16
+_CUT = re.compile(rb"\n(?=[^\s#])")
+# A physical line Postfix does not skip (a logical line's first line or a continuation),
+# with the newline before it: patterns that start with a newline search much faster.
+_NOT_SKIPPED = re.compile(rb"\n[ \t\x0b\x0c\r]*[^\s#]")
+
+
+def _window(data, pos, end):
+    """(text, start, end): where to search data[pos:end] with a pattern that starts with the
+    newline before a line; the text before the first line gets one."""
+    if pos:
+        return data, pos - 1, end
+    return b"\n" + data[:end], 0, end + 1
 
 # Kinds of problems a logical line can have; strict parsing raises on ERROR, never on WARN.
 ERROR = "error"
@@ -162,6 +181,71 @@ def aligned_separator(prefix, ref_prefix, ref_sep, default):
     return default
 
 
+def _check_duplicates(duplicates):
+    if duplicates not in ("warn", "ignore", "replace"):
+        raise ValueError("duplicates must be warn, ignore or replace")
+
+
+def _first_of_each(keys, values, duplicates):
+    """(keys, values, dropped): every key once, in order of first appearance, with its first
+    value, or its last one when ``duplicates`` is "replace"; ``dropped`` lists the
+    (record number, key) of the later duplicates (not for "replace").  None keys (removed
+    records) are left out."""
+    if duplicates == "replace":
+        last = dict(zip(keys, values))
+        last.pop(None, None)
+        return list(last), list(last.values()), []
+    seen = set()
+    add = seen.add
+    out_keys, out_values, dropped = [], [], []
+    for r, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in seen:
+            dropped.append((r, key))
+            continue
+        add(key)
+        out_keys.append(key)
+        out_values.append(values[r])
+    return out_keys, out_values, dropped
+
+
+def _column(items, lower, nul):
+    """``items`` (bytes without newlines) as a list, ASCII-lowercased (lowercase()) and/or
+    NUL-terminated, transformed in bulk."""
+    if not items or not (lower or nul):
+        return items
+    text = (b"\0\n" if nul else b"\n").join(items)
+    if lower:
+        text = text.lower()
+    return (text + b"\0" if nul else text).split(b"\n")
+
+
+class _LineFinder(object):
+    """The 1-based line of record ``r`` of LineDocument.compile() (duplicates not dropped)."""
+
+    def __init__(self, data, simple, chunks):
+        self.data = data
+        self.simple = simple
+        self.chunks = chunks
+        self.firsts = [c[0] for c in chunks]
+        self.found = {}
+
+    def __call__(self, r):
+        i = bisect.bisect_right(self.firsts, r) - 1
+        first, line, pos, end, starts = self.chunks[i]
+        if starts is None:
+            starts = self.found.get(i)
+            if starts is None:
+                starts = self.found[i] = []
+                text, pos, end = _window(self.data, pos, end)
+                for m in self.simple.finditer(text, pos, end):
+                    line += text.count(b"\n", pos + 1, m.start() + 1)
+                    pos = m.start()
+                    starts.append(line)
+        return starts[r - first] + 1
+
+
 class LineDocument(object):
     """A source file as physical lines plus the logical entries found in them.
 
@@ -172,6 +256,12 @@ class LineDocument(object):
 
     # What a format calls its entries' keys in messages ("key" for tables, "name" for aliases).
     KEY_WORD = "key"
+    # A pattern matching, with groups (raw key, stored value), a newline and the physical line
+    # after it when that line is a whole logical line on its own that _parse_logical() would
+    # split into exactly that key and value, with no warning; None if a format has none.
+    SIMPLE = None
+    # Number of the first parsed line minus one (compile() parses chunks of a file).
+    _base = 0
 
     def __init__(self, data, path, fold=True, smtputf8=True, strict=True):
         if not isinstance(data, bytes):
@@ -237,30 +327,31 @@ class LineDocument(object):
 
     def _orphan(self, lines, i):
         # readllines(): text before any logical line is dropped with this warning.
-        self._problem(i + 1, 'logical line must not start with whitespace: "%s"'
+        self._problem(self._base + i + 1, 'logical line must not start with whitespace: "%s"'
                       % printable(c_string(lines[i]).lstrip(WHITESPACE)[:30]), ERROR)
 
     def _finish(self, lines, start, cont):
         text = lines[start]
         if cont is not None:
             text = text + b"".join([lines[c] for c in cont])
+        base = self._base
         if self.smtputf8 and not text.isascii() and not utf8_line_ok(text):
-            self._problem(start + 1, 'non-UTF-8 input "%s" -- ignoring this line'
+            self._problem(base + start + 1, 'non-UTF-8 input "%s" -- ignoring this line'
                           % printable(c_string(text)), WARN)
             return
-        self._lineno = start + 1
+        self._lineno = base + start + 1
         try:
             key, value = self._parse_logical(text)
         except LineProblem as e:
-            self._problem(start + 1, e.message, e.kind)
+            self._problem(base + start + 1, e.message, e.kind)
             return
         if key is None:
             return
         if self.fold:
             key = key.lower() if (not self.smtputf8 or key.isascii()) else fold_key(key, True, True)
         if cont is not None:
-            self._conts[len(self._keys)] = tuple(cont)
-        self._starts.append(start)
+            self._conts[len(self._keys)] = tuple(base + c for c in cont)
+        self._starts.append(base + start)
         self._keys.append(key)
         self._values.append(value)
 
@@ -298,29 +389,75 @@ class LineDocument(object):
         appended here; the index format decides that.  ``warnings`` includes the parse
         warnings.
         """
-        if duplicates not in ("warn", "ignore", "replace"):
-            raise ValueError("duplicates must be warn, ignore or replace")
+        _check_duplicates(duplicates)
         warnings = list(self._warnings)
-        keys = self._keys
-        values = self._values
-        if duplicates == "replace":
-            seen = dict((k, v) for k, v in zip(keys, values) if k is not None)
-            return list(seen.items()), warnings
-        seen = set()
-        records = []
-        add = seen.add
-        for r, key in enumerate(keys):
-            if key is None:
-                continue
-            if key in seen:
-                if duplicates == "warn":
-                    # dict_db_update()/dict_cdbm_update()/dict_lmdb_update() wording
-                    warnings.append(SourceWarning(self.path, self._starts[r] + 1,
-                                                  'duplicate entry: "%s"' % printable(key)))
-                continue
-            add(key)
-            records.append((key, values[r]))
-        return records, warnings
+        keys, values, dups = _first_of_each(self._keys, self._values, duplicates)
+        if duplicates == "warn":
+            # dict_db_update()/dict_cdbm_update()/dict_lmdb_update() wording
+            warnings.extend(SourceWarning(self.path, self._starts[r] + 1, 'duplicate entry: "%s"' % printable(key))
+                            for r, key in dups)
+        return list(zip(keys, values)), warnings
+
+    @classmethod
+    def compile(cls, data, path, fold=True, smtputf8=True, strict=True, nul=False, duplicates="warn"):
+        """(keys, values, warnings): what ``cls(data, ...).records(duplicates)`` gives, as two
+        lists, without building the document (postmap and postalias only need the records).
+
+        ``nul`` appends a NUL to every key and value (the hash and lmdb convention).  Chunks
+        whose every logical line is a single physical line matching ``SIMPLE`` are split
+        by the regular expression engine, keys folded in bulk; any other chunk (continuation
+        lines, quotes, non-ASCII bytes, NULs, bad lines...) goes through ``_parse`` line by
+        line, so the result is the same as the document's, warnings included.
+        """
+        _check_duplicates(duplicates)
+        # A document with no text: its parsing state serves the chunks that need _parse.
+        self = cls.__new__(cls)
+        self.path, self.fold, self.smtputf8, self.strict = path, fold, smtputf8, strict
+        self._warnings = []
+        self._conts = {}
+        self._lineno = 0
+        simple = cls.SIMPLE
+        keys, values = [], []
+        chunks = []             # (first record, first line - 1, start, end, start lines or None)
+        pos = 0
+        line = 0
+        size = len(data)
+        while pos < size:
+            cut = _CUT.search(data, pos + _CHUNK) if pos + _CHUNK < size else None
+            end = cut.end() if cut else size
+            text, start, stop = _window(data, pos, end)
+            pairs = simple.findall(text, start, stop) if simple is not None else None
+            if pairs is not None and len(pairs) == len(_NOT_SKIPPED.findall(text, start, stop)):
+                # Every line Postfix does not skip matched: one simple record per line.
+                chunks.append((len(keys), line, pos, end, None))
+                if pairs:
+                    ks, vs = zip(*pairs)
+                    del pairs
+                    keys.extend(_column(ks, fold, nul))
+                    values.extend(_column(vs, False, nul))
+            else:
+                lines = data[pos:end].split(b"\n")
+                if not lines[-1]:
+                    lines.pop()
+                self._base = line
+                self._starts = array.array("q")
+                self._keys = []
+                self._values = []
+                self._parse(lines)
+                chunks.append((len(keys), line, pos, end, self._starts))
+                keys.extend([k + b"\0" for k in self._keys] if nul else self._keys)
+                values.extend([v + b"\0" for v in self._values] if nul else self._values)
+            line += data.count(b"\n", pos, end)
+            pos = end
+        warnings = self._warnings
+        if len(set(keys)) != len(keys):
+            keys, values, dups = _first_of_each(keys, values, duplicates)
+            if duplicates == "warn":
+                line_of = _LineFinder(data, simple, chunks)
+                for r, key in dups:
+                    warnings.append(SourceWarning(path, line_of(r), 'duplicate entry: "%s"'
+                                                  % printable(key[:-1] if nul else key)))
+        return keys, values, warnings
 
     def keys(self):
         """The folded keys present, each once, in order of first appearance."""

@@ -15,6 +15,8 @@ Rules come from postmap.c:postmap(); the line grouping from readlline.c:readllin
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
     WHITESPACE, ERROR, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
     check_single_line, printable, to_bytes,
@@ -75,6 +77,13 @@ def render_value(value):
 
 class TableDocument(LineDocument):
     """A postmap(1) source file."""
+
+    # One physical line split by postmap() with no warning and no special case: a printable
+    # ASCII key without quotes or backslashes (so the first whitespace ends it) that does
+    # not end in ":" and does not start with "#", blanks, a printable ASCII value; trailing
+    # blanks and a CR are trimmed as split_key_value() trims them.
+    SIMPLE = re.compile(rb'\n([^\x00-\x20\x7f-\xff"#:\\](?:[^\x00-\x20\x7f-\xff"\\]*[^\x00-\x20\x7f-\xff":\\])?)'
+                        rb'[ \t]+([!-~](?:[ -~\t]*[!-~])?)[ \t]*(?=\r?\n|\Z)')
 
     def _parse_logical(self, text):
         key, value = split_key_value(text)

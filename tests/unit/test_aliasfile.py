@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile
+from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _logical_lines
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import EntryError
 
@@ -90,6 +90,9 @@ def _kind(message):
 def assert_same_as_postalias(oracle, data, smtputf8=True):
     doc = _aliasfile.parse(data, "aliases", smtputf8=smtputf8, strict=False)
     ours, warnings = doc.records()
+    keys, values, compiled_warnings = _aliasfile.AliasDocument.compile(data, "aliases", smtputf8=smtputf8,
+                                                                        strict=False)
+    assert list(zip(keys, values)) == ours and compiled_warnings == warnings
     theirs, line_warnings, other = oracle.compile(data)
     yp = dict(r for r in theirs if r[0] in YP)
     assert yp[b"YP_MASTER_NAME"] == b"oracle.example"
@@ -228,6 +231,44 @@ def test_garbage_gives_parse_error_or_a_document(data, strict, smtputf8):
     assert doc.render() == data
     for _, value in doc.records()[0]:
         _aliasfile.targets(value)
+
+
+# -- compile-only path ---------------------------------------------------------------------
+ASCII_SOUP = st.text(alphabet=' \t!#$%&()*+,-./:;<=>?@[\\]^_`{|}~aZ0"', max_size=16).map(lambda t: t.encode())
+COMMON = st.one_of(
+    st.sampled_from([b"root: a, b", b"Alias1: user1, archive", b"x:y", b"x : y ,z", b"a.b: c.d@e.f, |cmd, /f",
+                     b"k: :include:/etc/x", b"k: a,  b", b"k: a,", b"k: a, ", b"k: a b", b"dup: x", b"DUP: y",
+                     b"k: v\r", b"k:\tv\t", b"#c: d", b"", b"  ", b"\tcont", b"x: a>b;c)d]e|f!g%h#i"]),
+    st.tuples(ASCII_SOUP, st.sampled_from([b":", b": ", b" : ", b""]), ASCII_SOUP).map(b"".join),
+)
+
+
+@settings(max_examples=500, **SETTINGS)
+@given(lines=st.lists(st.one_of(COMMON, COMMON, PHYSICAL), max_size=40), eol=st.sampled_from([b"\n", b"\r\n"]),
+       final=st.booleans(), chunk=st.integers(1, 120), strict=st.booleans(), smtputf8=st.booleans(),
+       fold=st.booleans(), nul=st.booleans(), duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, smtputf8, fold, nul, duplicates):
+    data = b"".join(line + eol for line in lines)
+    if final:
+        data = data.rstrip(b"\r\n")
+    options = dict(strict=strict, smtputf8=smtputf8, fold=fold)
+    z = b"\0" if nul else b""
+    saved = _logical_lines._CHUNK
+    _logical_lines._CHUNK = chunk
+    try:
+        try:
+            keys, values, warnings = _aliasfile.AliasDocument.compile(data, "a", nul=nul, duplicates=duplicates,
+                                                                      **options)
+        except ParseError as e:
+            with pytest.raises(ParseError) as expected:
+                _aliasfile.parse(data, "a", **options)
+            assert (e.line, str(e)) == (expected.value.line, str(expected.value))
+            return
+    finally:
+        _logical_lines._CHUNK = saved
+    records, expected = _aliasfile.parse(data, "a", **options).records(duplicates)
+    assert list(zip(keys, values)) == [(k + z, v + z) for k, v in records]
+    assert [(w.line, str(w)) for w in warnings] == [(w.line, str(w)) for w in expected]
 
 
 @settings(max_examples=200, **SETTINGS)

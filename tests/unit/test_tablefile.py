@@ -17,7 +17,7 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.mailops.postfix.plugins.module_utils import _tablefile
+from ansible_collections.mailops.postfix.plugins.module_utils import _logical_lines, _tablefile
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import EntryError
 
@@ -100,6 +100,9 @@ def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
     ours, warnings = doc.records()
     theirs, line_warnings, other = oracle.compile(data, options=() if fold else ("-f",))
     assert ours == theirs
+    keys, values, compiled_warnings = _tablefile.TableDocument.compile(data, "src", fold=fold, smtputf8=smtputf8,
+                                                                        strict=False)
+    assert list(zip(keys, values)) == ours and compiled_warnings == warnings
     our_lines = sorted((w.line, _kind(w.message)) for w in warnings
                        if "duplicate entry" not in w.message and "must not start" not in w.message)
     assert our_lines == sorted((n, _kind(m)) for n, m in line_warnings)
@@ -244,6 +247,68 @@ def test_garbage_gives_parse_error_or_a_document(data, strict, smtputf8):
         return
     assert doc.render() == data
     doc.records()
+
+
+# -- compile-only path ---------------------------------------------------------------------
+COMMON = st.sampled_from([
+    b"user@example.com\tlocal", b"User@Example.COM  a@b.c, d@e.f  ", b"key value\r", b"k:x v", b"a v:",
+    b'a\tv"q\\', b"k\tv \t", b"#c", b"", b"  ", b"k: v", b":k v", b"#k v", b"dup x", b"DUP y", b"x\ty", b"X z",
+    b"~!$%&'()*+,-./;<=>?@[]^_`{|}~ v", b"k \x7f", b"k\x0bv", b"k v\rw", b"\tcont", b" # c", b"noval",
+]) | st.text(alphabet=' \t!#:"\\aZ0@.,', max_size=12).map(lambda t: t.encode())
+
+
+def assert_compile_matches_document(document, data, chunk, nul=False, duplicates="warn", **options):
+    """LineDocument.compile() gives what the document's records() gives, or raises the same error."""
+    z = b"\0" if nul else b""
+    saved = _logical_lines._CHUNK
+    _logical_lines._CHUNK = chunk
+    try:
+        try:
+            compiled = document.compile(data, "src", nul=nul, duplicates=duplicates, **options)
+        except ParseError as e:
+            with pytest.raises(ParseError) as expected:
+                document(data, "src", **options)
+            assert (e.line, str(e)) == (expected.value.line, str(expected.value))
+            return
+    finally:
+        _logical_lines._CHUNK = saved
+    records, warnings = document(data, "src", **options).records(duplicates)
+    assert list(zip(compiled[0], compiled[1])) == [(k + z, v + z) for k, v in records]
+    assert [(w.line, str(w)) for w in compiled[2]] == [(w.line, str(w)) for w in warnings]
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(lines=st.lists(st.one_of(COMMON, COMMON, COMMON, PHYSICAL), max_size=40),
+       eol=st.sampled_from([b"\n", b"\r\n"]), final=st.booleans(), chunk=st.integers(1, 120),
+       strict=st.booleans(), smtputf8=st.booleans(), fold=st.booleans(), nul=st.booleans(),
+       duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, smtputf8, fold, nul, duplicates):
+    data = b"".join(line + eol for line in lines)
+    if final:
+        data = data.rstrip(b"\r\n")
+    assert_compile_matches_document(_tablefile.TableDocument, data, chunk, nul=nul, duplicates=duplicates,
+                                    strict=strict, smtputf8=smtputf8, fold=fold)
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(data=table_sources(), chunk=st.integers(1, 200), smtputf8=st.booleans())
+def test_compile_gives_the_document_records_generated_sources(data, chunk, smtputf8):
+    assert_compile_matches_document(_tablefile.TableDocument, data, chunk, strict=False, smtputf8=smtputf8)
+
+
+def test_compile_big_table_with_duplicates_and_odd_lines():
+    lines = [b"# generated"]
+    for i in range(30000):
+        lines.append(b"User%d@Example%d.COM\tlocal%d, x@y" % (i, i % 50, i))
+        if i % 1000 == 7:
+            lines.extend([b"user%d@example%d.com dup" % (i - 3, (i - 3) % 50), b'"q %d" v' % i, b"  cont %d" % i, b"",
+                          b"no-value%d" % i, b"k%d\xc3\xa9 v" % i, b"# note"])
+    data = b"\n".join(lines) + b"\n"
+    keys, values, warnings = _tablefile.TableDocument.compile(data, "src", strict=False, nul=True)
+    assert len(keys) == 30000 + 30 + 30
+    assert sum("duplicate entry" in w for w in warnings) == 30
+    for chunk in (1 << 16, 4096, 100):
+        assert_compile_matches_document(_tablefile.TableDocument, data, chunk, nul=True, strict=False)
 
 
 # -- edits ---------------------------------------------------------------------------------
