@@ -234,6 +234,13 @@ def alias_database_refs(config, default_type):
     return out
 
 
+def is_cache_parameter(name):
+    """Parameters naming caches that Postfix daemons create and write themselves (tlsmgr's
+    *_tls_session_cache_database, verify(8)'s address_verify_map, postscreen_cache_map,
+    ...): no source file, nothing for postmap to build, missing until first use."""
+    return name.endswith(("_cache_database", "_cache_map")) or name == "address_verify_map"
+
+
 def referenced_tables(config, names=None, warnings=None):
     """``{(type, path): {..., "parameters": [names]}}`` for every table main.cf references.
 
@@ -250,6 +257,10 @@ def referenced_tables(config, names=None, warnings=None):
                 entry["parameters"] = []
             if name not in entry["parameters"]:
                 entry["parameters"].append(name)
+    for entry in found.values():
+        entry["cache"] = all(is_cache_parameter(name) for name in entry["parameters"])
+        if entry["cache"]:
+            entry["stale"] = False
     return found
 
 
@@ -429,6 +440,8 @@ def preflight(config_dir, binary=None):
     stale = []
     for (typ, path), info in sorted(tables.items()):
         who = ", ".join(info["parameters"])
+        if info.get("cache"):
+            continue
         if typ in INDEX_TYPES:
             if not info["index_exists"]:
                 stale.append(info["index"])

@@ -143,7 +143,12 @@ tables:
       description: Whether the index exists (null for types with no index).
       type: bool
     stale:
-      description: The index is missing or older than its source (always false without an index).
+      description: The index is missing or older than its source (always false without an index, and for caches).
+      type: bool
+    cache:
+      description:
+        - A cache Postfix daemons create and write themselves (C(*_cache_database), C(*_cache_map),
+          C(address_verify_map)); it has no source and is never built with postmap.
       type: bool
 stale_tables:
   description: The paths of the stale tables.

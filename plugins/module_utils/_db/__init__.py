@@ -25,9 +25,12 @@ Errors are raised as ``PostfixError`` subclasses with a message fit for a user.
 
 from __future__ import annotations
 
-import importlib
-
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+# Static imports: Ansible ships a module with the module_utils it imports by name, so a
+# format loaded with importlib would be missing on the target host.
+from ansible_collections.mailops.postfix.plugins.module_utils._db import cdb as _cdb
+from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as _hash
+from ansible_collections.mailops.postfix.plugins.module_utils._db import lmdb as _lmdb
 
 # Types whose index we can write and read. Other Postfix types either need no index
 # (texthash, regexp, pcre, cidr, inline, static) or are served over the network.
@@ -37,6 +40,7 @@ UNSUPPORTED_INDEXED_TYPES = ("btree", "dbm", "sdbm")
 # Types that read the source file itself at open time: no index, nothing to compile.
 SOURCE_READ_TYPES = ("texthash", "regexp", "pcre", "cidr")
 
+_FORMATS = {"hash": _hash, "cdb": _cdb, "lmdb": _lmdb}
 _SUFFIXES = {"hash": ".db", "btree": ".db", "cdb": ".cdb", "lmdb": ".lmdb", "dbm": ".pag", "sdbm": ".pag"}
 
 
@@ -46,11 +50,11 @@ class UnsupportedType(PostfixError):
 
 def get_format(type_name):
     """Return the format module for a Postfix table type ("hash", "cdb", "lmdb")."""
-    if type_name not in INDEXED_TYPES:
+    try:
+        return _FORMATS[type_name]
+    except KeyError:
         raise UnsupportedType(
             "unsupported table type %r: this engine compiles %s" % (type_name, ", ".join(INDEXED_TYPES)))
-    return importlib.import_module(
-        "ansible_collections.mailops.postfix.plugins.module_utils._db." + type_name)
 
 
 def index_path(source, type_name):
