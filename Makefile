@@ -18,7 +18,7 @@ venv: $(VENV)/.stamp
 
 lint: venv
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint --offline
+	root=$(CURDIR) && . molecule/env.sh && mailops_podman_collection && $(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
 
 sanity: venv
