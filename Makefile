@@ -14,7 +14,8 @@ deps:
 $(VENV)/.stamp: requirements/dev.txt
 	scripts/setup-venv.sh
 
-venv: $(VENV)/.stamp
+# The venv needs python3-venv on a fresh Debian, and the tests need real Postfix.
+venv: deps $(VENV)/.stamp
 
 lint: venv
 	$(BIN)/yamllint -s .
@@ -24,16 +25,16 @@ lint: venv
 sanity: venv
 	scripts/sanity.sh
 
-units: deps venv
+units: venv
 	$(BIN)/pytest -n 2 tests/unit
 
-molecule: deps venv
+molecule: venv
 	scripts/molecule.sh
 
-demo: deps venv
+demo: venv
 	scripts/demo.sh
 
-bench: deps venv
+bench: venv
 	$(BIN)/python bench/compile.py
 
 clean:
