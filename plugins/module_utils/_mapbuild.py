@@ -9,7 +9,8 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
 - the table type comes from the caller, else from how main.cf references the source
   (``virtual_alias_maps = lmdb:/etc/postfix/virtual``), else ``default_database_type``;
 - the records a source compiles to are decided by the source engines (_tablefile,
-  _aliasfile) and stored with the NUL convention of the index format (_db);
+  _aliasfile) and stored with the NUL convention of the index format (_db); a plain
+  compile needs no document (LineDocument.compile), only editing does;
 - an index is stale when it is missing, older than its source, or its decoded records
   differ from what the source compiles to (file bytes are no guide: libdb stamps a random
   file id into every .db and postalias a timestamp);
@@ -20,10 +21,9 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
 from __future__ import annotations
 
 import os
-import socket
 import time
 
-from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _atomic, _db, _postfix, _tablefile
+from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _atomic, _db, _tablefile
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import fold_key, to_bytes
 
@@ -49,7 +49,7 @@ class Table(object):
         self.kind = kind
         self.fold = fold
         self.smtputf8 = smtputf8
-        self.hostname = hostname or socket.getfqdn()
+        self.hostname = hostname or _fqdn()
         self.type_origin = type_origin
         self.format = _db.get_format(type_name)
         self.index = _db.index_path(source, type_name)
@@ -69,20 +69,34 @@ class Table(object):
         engine = _aliasfile if self.kind == ALIASES else _tablefile
         return engine.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8)
 
-    def stored_records(self, doc):
-        """(records, warnings): what the index must hold for ``doc``, NUL convention applied
-        and, for aliases, postalias's extra records appended (a source entry wins)."""
-        records, warnings = doc.records()
-        stored = encode(records, self.format.NUL_TERMINATED)
+    def stored_records(self, doc=None):
+        """(keys, values, count, warnings): what the index must hold for the source (parsed
+        as ``doc`` if given, else read and compiled without a document), NUL convention
+        applied and, for aliases, postalias's extra records appended (a source entry wins);
+        ``count`` is the number of source entries."""
+        nul = self.format.NUL_TERMINATED
+        if doc is None:
+            document = _aliasfile.AliasDocument if self.kind == ALIASES else _tablefile.TableDocument
+            keys, values, warnings = document.compile(read_file(self.source), self.source, fold=self.fold,
+                                                      smtputf8=self.smtputf8, nul=nul)
+        else:
+            records, warnings = doc.records()
+            z = b"\0" if nul else b""
+            keys = [k + z for k, _v in records]
+            values = [v + z for _k, v in records]
+            del records
+        count = len(keys)
         if self.kind == ALIASES:
-            keys = set(k for k, v in stored)
-            extras = _aliasfile.extra_records(self.format.NUL_TERMINATED, self.hostname, int(time.time()))
-            stored.extend(r for r in extras if r[0] not in keys)
-        return stored, warnings
+            for key, value in _aliasfile.extra_records(nul, self.hostname, int(time.time())):
+                if key not in keys:
+                    keys.append(key)
+                    values.append(value)
+        return keys, values, count, warnings
 
     # -- the index ------------------------------------------------------------------------
-    def stale_reason(self, stored):
-        """Why the index must be rebuilt to hold ``stored``, or None when it is current."""
+    def stale_reason(self, keys, values):
+        """Why the index must be rebuilt to hold ``keys`` and ``values`` (parallel lists of
+        stored bytes, unique keys), or None when it is current."""
         try:
             index_mtime = os.stat(self.index).st_mtime
         except FileNotFoundError:
@@ -94,26 +108,47 @@ class Table(object):
                 return "index older than source"
         except OSError:
             pass
-        if comparable(self.format.read(self.index)) != comparable(stored):
+        if self._index_differs(keys, values):
             return "index content differs from source"
         return None
 
-    def build(self, stored):
-        """Write ``stored`` into the index atomically (temp file, fsync, rename), under a lock."""
+    def _index_differs(self, keys, values):
+        """Whether the index's decoded records differ from ``keys``/``values``, read as a
+        stream against one dict; postalias's time stamp is not compared."""
+        record_count = getattr(self.format, "record_count", None)
+        if record_count is not None and record_count(self.index) != len(keys):
+            return True
+        expected = dict(zip(keys, values))
+        seen = 0
+        for key, value in self.format.read(self.index):
+            want = expected.get(key)
+            if want is None or (want != value and strip_nul(key) not in _VOLATILE_KEYS):
+                return True
+            seen += 1
+        return seen != len(expected)
+
+    def build(self, keys, values):
+        """Write the records into the index atomically (temp file, fsync, rename), under a lock."""
+        write_columns = getattr(self.format, "write_columns", None)
+
+        def write(tmp):
+            if write_columns is not None:
+                write_columns(tmp, keys, values)
+            else:
+                self.format.write(tmp, zip(keys, values))
+
         with _atomic.locked(self.index):
-            _atomic.replace(self.index, lambda tmp: self.format.write(tmp, stored), ref_path=self.source)
+            _atomic.replace(self.index, write, ref_path=self.source)
 
     def ensure(self, force=False, check_mode=False, doc=None):
         """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
 
         Returns a result dict for a module."""
-        if doc is None:
-            doc = self.parse(read_file(self.source))
-        stored, warnings = self.stored_records(doc)
-        reason = "forced" if force else self.stale_reason(stored)
+        keys, values, count, warnings = self.stored_records(doc)
+        reason = "forced" if force else self.stale_reason(keys, values)
         if reason and not check_mode:
-            self.build(stored)
-        return dict(changed=bool(reason), index=self.index, type=self.type, count=len(doc.keys()),
+            self.build(keys, values)
+        return dict(changed=bool(reason), index=self.index, type=self.type, count=count,
                     rebuild_reason=reason, source_warnings=warnings)
 
     def query(self, keys):
@@ -193,7 +228,7 @@ def rebuild_alias_databases(config_dir, force=False, check_mode=False):
     config = load_config(config_dir)
     smtputf8 = smtputf8_enabled(config)
     maps = []
-    for type_name, path in _postfix.alias_database_refs(config, config.value("default_database_type") or "hash"):
+    for type_name, path in _postfix().alias_database_refs(config, config.value("default_database_type") or "hash"):
         table = Table(path, type_name, kind=ALIASES, smtputf8=smtputf8, hostname=config.value("myhostname"),
                       type_origin="alias_database")
         result = table.ensure(force=force, check_mode=check_mode)
@@ -213,14 +248,14 @@ def refuse_unsafe_targets(source, name, value):
 # -- configuration --------------------------------------------------------------------------
 def load_config(config_dir):
     """main.cf of ``config_dir`` layered over the installed Postfix's defaults."""
-    return _postfix.load(config_dir, missing_ok=True)[1]
+    return _postfix().load(config_dir, missing_ok=True)[1]
 
 
 def resolve_type(config, source):
     """(type, origin): the type main.cf uses for ``source``, else default_database_type,
     else hash; origin tells where the type came from."""
     wanted = os.path.abspath(source)
-    for (table_type, path), info in sorted(_postfix.referenced_tables(config).items()):
+    for (table_type, path), info in sorted(_postfix().referenced_tables(config).items()):
         if table_type in _db.INDEXED_TYPES and os.path.abspath(path) == wanted:
             return table_type, "main.cf %s" % info["parameters"][0]
     default = config.value("default_database_type")
@@ -236,14 +271,18 @@ def smtputf8_enabled(config):
     return value in ("yes", "true", "1", "")
 
 
+def _postfix():
+    # Imported when needed: a compile given its type and host name reads no main.cf.
+    from ansible_collections.mailops.postfix.plugins.module_utils import _postfix as engine  # pylint: disable=import-outside-toplevel
+    return engine
+
+
+def _fqdn():
+    import socket  # pylint: disable=import-outside-toplevel
+    return socket.getfqdn()
+
+
 # -- bytes ----------------------------------------------------------------------------------
-def encode(records, nul):
-    """Apply an index format's NUL convention to (key, value) bytes pairs."""
-    if not nul:
-        return list(records)
-    return [(k + b"\0", v + b"\0") for k, v in records]
-
-
 def strip_nul(b):
     return b[:-1] if b.endswith(b"\0") else b
 
@@ -254,11 +293,6 @@ def decode(b):
 
 def folded(doc, key):
     return decode(doc.fold_key(to_bytes(key, doc.KEY_WORD)))
-
-
-def comparable(records):
-    """Records as a dict, volatile postalias stamps blanked, for the staleness comparison."""
-    return dict((k, b"" if strip_nul(k) in _VOLATILE_KEYS else v) for k, v in records)
 
 
 class SourceMissing(PostfixError):
