@@ -19,6 +19,7 @@ from collections import Counter
 from itertools import accumulate, chain, repeat
 from operator import add
 
+from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 SUFFIX = ".cdb"
@@ -29,9 +30,8 @@ _HEADER_SIZE = 2048
 _MAX_FILE = 0xFFFFFFFF
 _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
-_LANE = struct.Struct("<Q")
-_HASH_BLOCK = 4096
 _WRITE_BATCH = 65536
+_READ_BLOCK = 1 << 20
 
 
 class CdbError(PostfixError):
@@ -40,42 +40,12 @@ class CdbError(PostfixError):
 
 def _hash(key):
     """The cdb hash (djb, cdb_hash in tinycdb): h = 5381; h = (h * 33) ^ c, modulo 2**32."""
-    h = 5381
-    for c in key:
-        h = ((h * 33) ^ c) & 0xFFFFFFFF
-    return h
+    return _lanes.hash_one(key, 33, 5381)
 
 
 def _hashes(keys):
-    """cdb hashes of ``keys`` (an array of uint32), a column at a time for keys of equal length.
-
-    Each key gets a 64-bit lane in one big integer: multiplying by 33 a value below 2**32
-    cannot carry into the next lane, so one big-integer multiply, mask and xor hash a whole
-    column of bytes at C speed instead of one Python operation per byte. Blocks of
-    _HASH_BLOCK keys keep those integers cache-sized.
-    """
-    out = array("I", bytes(4 * len(keys)))
-    groups = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(len(key), []).append(i)
-    for length, members in groups.items():
-        if len(members) < 16 or not length:
-            for i in members:
-                out[i] = _hash(keys[i])
-            continue
-        for b in range(0, len(members), _HASH_BLOCK):
-            idx = members[b:b + _HASH_BLOCK]
-            count = len(idx)
-            blob = b"".join([keys[i] for i in idx])
-            mask = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little")
-            h = int.from_bytes(_LANE.pack(5381) * count, "little")
-            column = bytearray(8 * count)
-            for j in range(length):
-                column[0::8] = blob[j::length]
-                h = ((h * 33) & mask) ^ int.from_bytes(column, "little")
-            for i, value in zip(idx, struct.unpack("<%dQ" % count, h.to_bytes(8 * count, "little"))):
-                out[i] = value
-    return out
+    """cdb hashes of ``keys``, an array of uint32, computed many keys at a time (_lanes)."""
+    return _lanes.hashes(keys, 33, 5381)
 
 
 def _uint32_le(values):
@@ -84,125 +54,180 @@ def _uint32_le(values):
     return values.tobytes()
 
 
-def _plan(records):
-    """Validate ``records``; return (keys, values, header bytes, hash table bytes)."""
+def _plan(keys, values):
+    """(header bytes, hash table bytes) for the records ``keys[i]`` -> ``values[i]``."""
+    count = len(keys)
+    # Record positions: 2048, then each record's 8 + klen + vlen bytes (cdb_make_add).
+    sizes = list(map(add, map(len, keys), map(len, values)))
+    end = _HEADER_SIZE + 8 * count + sum(sizes)
+    if end + 16 * count > _MAX_FILE:
+        raise CdbError("cdb table too large: a cdb file cannot exceed 4 GiB")
+    # Index 0 stands for an empty slot, record r is number r + 1.
+    positions = array("I", [0])
+    positions.extend(accumulate(chain((_HEADER_SIZE,), map(add, sizes, repeat(8)))))
+    positions.pop()
+    del sizes
+
+    # cdb_make_finish: table t (= hash & 255) gets 2 * (its record count) slots; a record
+    # goes to slot (hash >> 8) % nslots, then linear probing, in insertion order. The 256
+    # tables follow the records back to back, so all slots live in one list here.
+    hashes = _hashes(keys)
+    tables = _uint32_le(array("I", hashes))[0::4]       # the low byte of every hash
+    per_table = Counter(tables)
+    nslots = [2 * per_table[t] for t in range(256)]
+    bases = list(accumulate(chain((0,), nslots)))
+    starts = map(add, map(bases.__getitem__, tables), map(int.__mod__, map(int.__rshift__, hashes, repeat(8)),
+                                                          map(nslots.__getitem__, tables)))
+    slots = [0] * (2 * count)
+    for r, i in enumerate(starts, 1):
+        if slots[i]:
+            t = tables[r - 1]
+            stop = bases[t + 1]
+            while slots[i]:
+                i += 1
+                if i == stop:
+                    i = bases[t]
+        slots[i] = r
+    hashes.insert(0, 0)
+    table = array("I", bytes(8 * len(slots)))
+    table[0::2] = array("I", map(hashes.__getitem__, slots))
+    table[1::2] = array("I", map(positions.__getitem__, slots))
+    header = [0] * 512
+    header[0::2] = [end + 8 * b for b in bases[:256]]
+    header[1::2] = nslots
+    return _HEADER.pack(*header), _uint32_le(table)
+
+
+def _check_columns(keys, values):
+    if len(keys) != len(values):
+        raise CdbError("cdb records must be (key, value) pairs")
+    if not all(map(isinstance, keys, repeat(bytes))) or not all(map(isinstance, values, repeat(bytes))):
+        raise CdbError("cdb records must be (bytes, bytes) pairs")
+
+
+def _columns(records):
     records = list(records)
-    count = len(records)
     try:
         if set(map(len, records)) - {2}:
             raise ValueError
         keys, values = zip(*records) if records else ((), ())
     except (TypeError, ValueError):
         raise CdbError("cdb records must be (key, value) pairs")
-    del records
-    if not all(map(isinstance, keys, repeat(bytes))) or not all(map(isinstance, values, repeat(bytes))):
-        raise CdbError("cdb records must be (bytes, bytes) pairs")
-    # Record positions: 2048, then each record's 8 + klen + vlen bytes (cdb_make_add).
-    end = _HEADER_SIZE + 8 * count + sum(map(len, keys)) + sum(map(len, values))
-    if end + 16 * count > _MAX_FILE:
-        raise CdbError("cdb table too large: a cdb file cannot exceed 4 GiB")
-    positions = accumulate(chain((_HEADER_SIZE,), map(add, map(add, map(len, keys), map(len, values)), repeat(8))))
-
-    # cdb_make_finish: table t (= hash & 255) gets 2 * (its record count) slots; a record
-    # goes to slot (hash >> 8) % nslots, then linear probing, in insertion order. The 256
-    # tables follow the records back to back, so all slots live in one array here.
-    hashes = _hashes(keys)
-    tables = bytes(h & 0xFF for h in hashes)
-    nslots = [0] * 256
-    for t, n in Counter(tables).items():
-        nslots[t] = 2 * n
-    bases = list(accumulate(chain((0,), nslots)))
-    slot_hash = array("I", bytes(8 * count))
-    slot_pos = array("I", bytes(8 * count))
-    for h, rpos, t in zip(hashes, positions, tables):
-        n = nslots[t]
-        base = bases[t]
-        i = (h >> 8) % n
-        while slot_pos[base + i]:
-            i += 1
-            if i == n:
-                i = 0
-        slot_hash[base + i] = h
-        slot_pos[base + i] = rpos
-    del hashes
-    slots = array("I", bytes(16 * count))
-    slots[0::2] = slot_hash
-    slots[1::2] = slot_pos
-    header = [0] * 512
-    header[0::2] = [end + 8 * b for b in bases[:256]]
-    header[1::2] = nslots
-    return keys, values, _HEADER.pack(*header), _uint32_le(slots)
+    return keys, values
 
 
-def _emit(out, records):
-    """Write the cdb file for ``records`` through ``out`` (a write method), in batches."""
-    keys, values, header, slots = _plan(records)
+def _emit(out, keys, values):
+    """Write the cdb file for the records through ``out`` (a write method), in batches."""
+    _check_columns(keys, values)
+    header, table = _plan(keys, values)
     out(header)
     pack = _PAIR.pack
     for b in range(0, len(keys), _WRITE_BATCH):
         k = keys[b:b + _WRITE_BATCH]
         v = values[b:b + _WRITE_BATCH]
         out(b"".join(chain.from_iterable(zip(map(pack, map(len, k), map(len, v)), k, v))))
-    out(slots)
+    out(table)
 
 
 def dumps(records):
     """The cdb file contents for ``records`` (an iterable of ``(key, value)`` bytes pairs)."""
     chunks = []
-    _emit(chunks.append, records)
+    _emit(chunks.append, *_columns(records))
     return b"".join(chunks)
 
 
 def write(path, records):
     """Write ``records`` as a complete cdb file at ``path`` (truncating it)."""
+    write_columns(path, *_columns(records))
+
+
+def write_columns(path, keys, values):
+    """Write the records ``keys[i]`` -> ``values[i]`` (sequences of bytes) as a cdb file."""
     try:
         with open(path, "wb") as f:
-            _emit(f.write, records)
+            _emit(f.write, keys, values)
     except OSError as exc:
         raise CdbError("cannot write %s: %s" % (path, exc.strerror or exc))
 
 
-def _read_all(path):
+def _open(path):
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb")
     except OSError as exc:
         raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
 
 
-def _check_header(path, data):
-    """Validate the header against the file size; return (header tuple, end of records)."""
-    size = len(data)
-    if size < _HEADER_SIZE:
+def _check_header(path, head, size):
+    """Validate the header against the file size; return the header tuple."""
+    if size < _HEADER_SIZE or len(head) < _HEADER_SIZE:
         raise CdbError("%s: not a cdb file (%d bytes, shorter than the 2048-byte header)" % (path, size))
-    header = _HEADER.unpack_from(data, 0)
+    header = _HEADER.unpack_from(head, 0)
     for t in range(256):
         tpos, nslots = header[2 * t], header[2 * t + 1]
         if tpos < _HEADER_SIZE or tpos + 8 * nslots > size or (nslots and nslots % 2):
             raise CdbError("%s: not a cdb file (bad hash table %d in header)" % (path, t))
-    # Records end where the first hash table starts (cdb_make writes table 0 first).
-    return header, header[0]
+    return header
+
+
+def _read_header(path, f):
+    try:
+        size = os.fstat(f.fileno()).st_size
+        return _check_header(path, f.read(_HEADER_SIZE), size)
+    except OSError as exc:
+        raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
+
+
+def record_count(path):
+    """The number of records (each table has two slots per record)."""
+    with _open(path) as f:
+        return sum(_read_header(path, f)[1::2]) // 2
 
 
 def read(path):
-    """Yield every ``(key, value)`` in file (insertion) order."""
-    data = _read_all(path)
-    _header, end = _check_header(path, data)
+    """Iterate over every ``(key, value)`` in file (insertion) order, reading the file a
+    block at a time.  The header is checked at once."""
+    f = _open(path)
+    try:
+        # Records end where the first hash table starts (cdb_make writes table 0 first).
+        end = _read_header(path, f)[0]
+    except Exception:
+        f.close()
+        raise
+    return _records(path, f, end)
+
+
+def _records(path, f, end):
     unpack_pair = _PAIR.unpack_from
-    pos = _HEADER_SIZE
-    out = []
-    while pos < end:
-        if pos + 8 > end:
-            raise CdbError("%s: corrupt cdb file (truncated record at offset %d)" % (path, pos))
-        klen, vlen = unpack_pair(data, pos)
-        kstart = pos + 8
-        vstart = kstart + klen
-        nxt = vstart + vlen
-        if nxt > end:
-            raise CdbError("%s: corrupt cdb file (record at offset %d runs past the data)" % (path, pos))
-        out.append((data[kstart:vstart], data[vstart:nxt]))
-        pos = nxt
-    return iter(out)
+    buf = b""
+    offset = _HEADER_SIZE       # file offset of buf[0]; the file is read on from there
+    i = 0
+    try:
+        with f:
+            while offset + i < end:
+                if len(buf) - i < 8:
+                    buf, offset, i = _refill(path, f, buf, offset, i, 8, end)
+                klen, vlen = unpack_pair(buf, i)
+                size = 8 + klen + vlen
+                if offset + i + size > end:
+                    raise CdbError("%s: corrupt cdb file (record at offset %d runs past the data)"
+                                   % (path, offset + i))
+                if len(buf) - i < size:
+                    buf, offset, i = _refill(path, f, buf, offset, i, size, end)
+                kend = i + 8 + klen
+                yield buf[i + 8:kend], buf[kend:i + size]
+                i += size
+    except OSError as exc:
+        raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
+
+
+def _refill(path, f, buf, offset, i, need, end):
+    """(buffer, its file offset, 0): buf[i:] and what follows, at least ``need`` bytes."""
+    rest = buf[i:]
+    offset += i
+    rest += f.read(min(max(need - len(rest), _READ_BLOCK), end - offset - len(rest)))
+    if len(rest) < need:
+        raise CdbError("%s: corrupt cdb file (truncated record at offset %d)" % (path, offset))
+    return rest, offset, 0
 
 
 def lookup(path, key):

@@ -164,6 +164,30 @@ def test_round_trip_any_bytes(pairs):
         assert cdb.lookup(f.name, b"\xff" * 71) is None
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=90)), max_size=40), st.integers(1, 64))
+def test_read_in_small_blocks_and_write_columns(pairs, block):
+    keys = [k for k, _v in pairs]
+    values = [v for _k, v in pairs]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.cdb")
+        cdb.write_columns(path, keys, values)
+        assert open(path, "rb").read() == cdb.dumps(pairs)
+        assert cdb.record_count(path) == len(pairs)
+        saved = cdb._READ_BLOCK
+        cdb._READ_BLOCK = block
+        try:
+            assert list(cdb.read(path)) == pairs
+        finally:
+            cdb._READ_BLOCK = saved
+
+
+def test_write_columns_refuses_bad_columns(tmp_path):
+    for keys, values in (([b"k"], []), ([b"k"], ["v"]), (["k"], [b"v"])):
+        with pytest.raises(PostfixError):
+            cdb.write_columns(str(tmp_path / "x.cdb"), keys, values)
+
+
 def test_100k_entries(tmp_path, confdir):
     rng = random.Random(100000)
     records = [(("user%d.%s@dom%d.example" % (i, rng.randint(0, 1 << 30), i % 997)).encode(),
