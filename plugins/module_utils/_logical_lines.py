@@ -19,7 +19,6 @@ it and provide how one logical line becomes a (key, value) pair and how an entry
 from __future__ import annotations
 
 import array
-import bisect
 import collections
 import itertools
 import re
@@ -38,14 +37,6 @@ _CUT = re.compile(rb"\n(?=[^\s#])")
 # A physical line Postfix does not skip (a logical line's first line or a continuation),
 # with the newline before it: patterns that start with a newline search much faster.
 _NOT_SKIPPED = re.compile(rb"\n[ \t\x0b\x0c\r]*[^\s#]")
-
-
-def _window(data, pos, end):
-    """(text, start, end): where to search data[pos:end] with a pattern that starts with the
-    newline before a line; the text before the first line gets one."""
-    if pos:
-        return data, pos - 1, end
-    return b"\n" + data[:end], 0, end + 1
 
 # Kinds of problems a logical line can have; strict parsing raises on ERROR, never on WARN.
 ERROR = "error"
@@ -221,29 +212,43 @@ def _column(items, lower, nul):
     return (text + b"\0" if nul else text).split(b"\n")
 
 
-class _LineFinder(object):
-    """The 1-based line of record ``r`` of LineDocument.compile() (duplicates not dropped)."""
+def _pieces(source):
+    """The text of ``source`` (bytes, or a binary file read a block at a time) in pieces of
+    whole logical lines of about _CHUNK bytes, each preceded by the newline that ends the
+    line before it (the first piece gets one)."""
+    if isinstance(source, bytes):
+        pos, size = 0, len(source)
+        while pos < size:
+            cut = _CUT.search(source, pos + _CHUNK) if pos + _CHUNK < size else None
+            end = cut.end() if cut else size
+            yield source[pos - 1:end] if pos else b"\n" + source[:end]
+            pos = end
+        return
+    rest = b"\n"
+    while True:
+        block = source.read(_CHUNK)
+        if not block:
+            if len(rest) > 1:
+                yield rest
+            return
+        rest += block
+        # The first cut in what was just read (its lookahead needs the byte after "\n").
+        cut = _CUT.search(rest, max(1, len(rest) - len(block) - 1))
+        if cut is not None:
+            yield rest[:cut.end()]
+            rest = rest[cut.start():]
 
-    def __init__(self, data, simple, chunks):
-        self.data = data
-        self.simple = simple
-        self.chunks = chunks
-        self.firsts = [c[0] for c in chunks]
-        self.found = {}
 
-    def __call__(self, r):
-        i = bisect.bisect_right(self.firsts, r) - 1
-        first, line, pos, end, starts = self.chunks[i]
-        if starts is None:
-            starts = self.found.get(i)
-            if starts is None:
-                starts = self.found[i] = []
-                text, pos, end = _window(self.data, pos, end)
-                for m in self.simple.finditer(text, pos, end):
-                    line += text.count(b"\n", pos + 1, m.start() + 1)
-                    pos = m.start()
-                    starts.append(line)
-        return starts[r - first] + 1
+def _match_lines(pattern, text, line):
+    """0-based line numbers of the matches of ``pattern`` (each starting with the newline
+    before its line) in ``text``, a piece whose first line is ``line``."""
+    out = []
+    pos = 0
+    for m in pattern.finditer(text):
+        line += text.count(b"\n", pos, m.start())
+        pos = m.start()
+        out.append(line)
+    return out
 
 
 class LineDocument(object):
@@ -399,65 +404,80 @@ class LineDocument(object):
         return list(zip(keys, values)), warnings
 
     @classmethod
-    def compile(cls, data, path, fold=True, smtputf8=True, strict=True, nul=False, duplicates="warn"):
+    def compile(cls, source, path, fold=True, smtputf8=True, strict=True, nul=False, duplicates="warn"):
         """(keys, values, warnings): what ``cls(data, ...).records(duplicates)`` gives, as two
         lists, without building the document (postmap and postalias only need the records).
 
-        ``nul`` appends a NUL to every key and value (the hash and lmdb convention).  Chunks
+        ``source`` is the text (bytes) or a binary file to read it from, a piece at a time.
+        ``nul`` appends a NUL to every key and value (the hash and lmdb convention).  Pieces
         whose every logical line is a single physical line matching ``SIMPLE`` are split
-        by the regular expression engine, keys folded in bulk; any other chunk (continuation
+        by the regular expression engine, keys folded in bulk; any other piece (continuation
         lines, quotes, non-ASCII bytes, NULs, bad lines...) goes through ``_parse`` line by
         line, so the result is the same as the document's, warnings included.
         """
         _check_duplicates(duplicates)
-        # A document with no text: its parsing state serves the chunks that need _parse.
+        # A document with no text: its parsing state serves the pieces that need _parse.
         self = cls.__new__(cls)
         self.path, self.fold, self.smtputf8, self.strict = path, fold, smtputf8, strict
         self._warnings = []
-        self._conts = {}
         self._lineno = 0
         simple = cls.SIMPLE
         keys, values = [], []
-        chunks = []             # (first record, first line - 1, start, end, start lines or None)
-        pos = 0
-        line = 0
-        size = len(data)
-        while pos < size:
-            cut = _CUT.search(data, pos + _CHUNK) if pos + _CHUNK < size else None
-            end = cut.end() if cut else size
-            text, start, stop = _window(data, pos, end)
-            pairs = simple.findall(text, start, stop) if simple is not None else None
-            if pairs is not None and len(pairs) == len(_NOT_SKIPPED.findall(text, start, stop)):
+        seen = set()
+        duplicate_warnings = []
+        line = 0                # 0-based number of the piece's first line
+        for text in _pieces(source):
+            pairs = simple.findall(text) if simple is not None else None
+            if pairs is not None and (len(pairs) == text.count(b"\n", 0, len(text) - 1)
+                                      or len(pairs) == len(_NOT_SKIPPED.findall(text))):
                 # Every line Postfix does not skip matched: one simple record per line.
-                chunks.append((len(keys), line, pos, end, None))
-                if pairs:
-                    ks, vs = zip(*pairs)
-                    del pairs
-                    keys.extend(_column(ks, fold, nul))
-                    values.extend(_column(vs, False, nul))
+                ks, vs = zip(*pairs) if pairs else ((), ())
+                del pairs
+                ks = _column(ks, fold, nul)
+                vs = _column(vs, False, nul)
+                starts = None
             else:
-                lines = data[pos:end].split(b"\n")
+                lines = text.split(b"\n")
+                del lines[0]
                 if not lines[-1]:
                     lines.pop()
                 self._base = line
                 self._starts = array.array("q")
                 self._keys = []
                 self._values = []
+                self._conts = {}
                 self._parse(lines)
-                chunks.append((len(keys), line, pos, end, self._starts))
-                keys.extend([k + b"\0" for k in self._keys] if nul else self._keys)
-                values.extend([v + b"\0" for v in self._values] if nul else self._values)
-            line += data.count(b"\n", pos, end)
-            pos = end
-        warnings = self._warnings
-        if len(set(keys)) != len(keys):
-            keys, values, dups = _first_of_each(keys, values, duplicates)
-            if duplicates == "warn":
-                line_of = _LineFinder(data, simple, chunks)
-                for r, key in dups:
-                    warnings.append(SourceWarning(path, line_of(r), 'duplicate entry: "%s"'
-                                                  % printable(key[:-1] if nul else key)))
-        return keys, values, warnings
+                ks = [k + b"\0" for k in self._keys] if nul else self._keys
+                vs = [v + b"\0" for v in self._values] if nul else self._values
+                starts = self._starts
+            if duplicates == "replace":
+                keys.extend(ks)
+                values.extend(vs)
+            else:
+                # dict_db_update()/dict_cdbm_update()/dict_lmdb_update(): the first one wins.
+                new = set(ks)
+                if len(new) == len(ks) and seen.isdisjoint(new):
+                    seen |= new
+                    keys.extend(ks)
+                    values.extend(vs)
+                else:
+                    if starts is None:
+                        starts = _match_lines(simple, text, line)
+                    for r, key in enumerate(ks):
+                        if key in seen:
+                            if duplicates == "warn":
+                                duplicate_warnings.append(SourceWarning(
+                                    path, starts[r] + 1, 'duplicate entry: "%s"' % printable(key[:-1] if nul else key)))
+                            continue
+                        seen.add(key)
+                        keys.append(key)
+                        values.append(vs[r])
+                del new
+            line += text.count(b"\n") - 1
+        del seen
+        if duplicates == "replace":
+            keys, values = _first_of_each(keys, values, duplicates)[:2]
+        return keys, values, self._warnings + duplicate_warnings
 
     def keys(self):
         """The folded keys present, each once, in order of first appearance."""

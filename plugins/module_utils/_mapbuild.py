@@ -77,8 +77,12 @@ class Table(object):
         nul = self.format.NUL_TERMINATED
         if doc is None:
             document = _aliasfile.AliasDocument if self.kind == ALIASES else _tablefile.TableDocument
-            keys, values, warnings = document.compile(read_file(self.source), self.source, fold=self.fold,
-                                                      smtputf8=self.smtputf8, nul=nul)
+            with open_source(self.source) as f:
+                try:
+                    keys, values, warnings = document.compile(f, self.source, fold=self.fold,
+                                                              smtputf8=self.smtputf8, nul=nul)
+                except OSError as e:
+                    raise PostfixError("%s: cannot read: %s" % (self.source, e.strerror))
         else:
             records, warnings = doc.records()
             z = b"\0" if nul else b""
@@ -299,11 +303,18 @@ class SourceMissing(PostfixError):
     pass
 
 
-def read_file(path):
+def open_source(path):
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb")
     except FileNotFoundError:
         raise SourceMissing("%s: no such file" % path)
     except OSError as e:
         raise PostfixError("%s: cannot read: %s" % (path, e.strerror))
+
+
+def read_file(path):
+    with open_source(path) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise PostfixError("%s: cannot read: %s" % (path, e.strerror))

@@ -7,6 +7,7 @@ The oracle compiles each source with ``postalias -c CONFIG cdb:FILE`` and reads 
 records directly (no NUL in cdb, so byte for byte and in order).
 """
 
+import io
 import os
 import re
 import shutil
@@ -259,6 +260,8 @@ def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, sm
         try:
             keys, values, warnings = _aliasfile.AliasDocument.compile(data, "a", nul=nul, duplicates=duplicates,
                                                                       **options)
+            assert _aliasfile.AliasDocument.compile(io.BytesIO(data), "a", nul=nul, duplicates=duplicates,
+                                                    **options) == (keys, values, warnings)
         except ParseError as e:
             with pytest.raises(ParseError) as expected:
                 _aliasfile.parse(data, "a", **options)

@@ -8,6 +8,7 @@ records directly (postmap 3.7 cannot dump cdb with -s); cdb stores no NUL, so re
 compare byte for byte, in order.
 """
 
+import io
 import os
 import re
 import shutil
@@ -265,6 +266,7 @@ def assert_compile_matches_document(document, data, chunk, nul=False, duplicates
     try:
         try:
             compiled = document.compile(data, "src", nul=nul, duplicates=duplicates, **options)
+            assert document.compile(io.BytesIO(data), "src", nul=nul, duplicates=duplicates, **options) == compiled
         except ParseError as e:
             with pytest.raises(ParseError) as expected:
                 document(data, "src", **options)

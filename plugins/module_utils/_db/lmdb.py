@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+from itertools import repeat
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import MissingLibrary, PostfixError
 
@@ -25,6 +26,8 @@ MAX_KEY_SIZE = 511
 DEFAULT_MAP_SIZE = 16 * 1024 * 1024
 # SLMDB_FUDGE: readers map at least the file size plus this much.
 _READ_FUDGE = 10240
+# Records loaded per write transaction (bounds the dirty pages held in memory).
+_TXN_BATCH = 65536
 _MAGIC = 0xBEEFC0DE
 _P_INVALID_MASK = (1 << (8 * struct.calcsize("P"))) - 1
 
@@ -50,13 +53,10 @@ def _describe_key(key):
     return repr(text[:80] + "..." if len(text) > 80 else text)
 
 
-def _initial_map_size(items):
-    """A map size that fits ``items`` in one go: pages are filled to about half in the worst
-    case, and a value larger than about a page goes to its own overflow pages."""
-    need = 0
-    for key, value in items:
-        need += len(key) + len(value) + 16
-    need = 2 * need + (1 << 20)
+def _initial_map_size(keys, values):
+    """A map size that fits the records in one go: pages are filled to about half in the
+    worst case, and a value larger than about a page goes to its own overflow pages."""
+    need = 2 * (sum(map(len, keys)) + sum(map(len, values)) + 16 * len(keys)) + (1 << 20)
     size = DEFAULT_MAP_SIZE
     while size < need:
         size *= 2
@@ -70,16 +70,25 @@ def write(path, records):
         if not (isinstance(record, tuple) and len(record) == 2
                 and isinstance(record[0], bytes) and isinstance(record[1], bytes)):
             raise LmdbError("lmdb records must be (bytes, bytes) pairs, got %r" % (type(record).__name__,))
+    write_columns(path, [k for k, _v in records], [v for _k, v in records])
+
+
+def write_columns(path, keys, values):
+    """Write the records ``keys[i]`` -> ``values[i]`` (lists of bytes) as a new lmdb file."""
+    if len(keys) != len(values) or not all(map(isinstance, keys, repeat(bytes))) \
+            or not all(map(isinstance, values, repeat(bytes))):
+        raise LmdbError("lmdb records must be (bytes, bytes) pairs")
+    if keys and not min(map(len, keys)):
+        raise LmdbError("empty keys cannot be stored in an lmdb table")
+    if keys and max(map(len, keys)) > MAX_KEY_SIZE:
+        key = next(k for k in keys if len(k) > MAX_KEY_SIZE)
+        raise LmdbError("key %s is %d bytes long: lmdb tables cannot store keys longer than %d bytes"
+                        % (_describe_key(key), len(key), MAX_KEY_SIZE))
     # First value of a key wins, as postmap keeps the first of duplicate entries.
-    items = sorted(dict(reversed(records)).items())
-    for key, _value in items:
-        if not key:
-            raise LmdbError("empty keys cannot be stored in an lmdb table")
-        if len(key) > MAX_KEY_SIZE:
-            raise LmdbError("key %s is %d bytes long: lmdb tables cannot store keys longer than %d bytes"
-                            % (_describe_key(key), len(key), MAX_KEY_SIZE))
+    first = dict(zip(reversed(keys), reversed(values)))
+    order = sorted(first)
     lmdb = _binding()
-    map_size = _initial_map_size(items)
+    map_size = _initial_map_size(keys, values)
     try:
         # An existing file is replaced, not updated: start from an empty file.
         with open(path, "wb"):
@@ -93,18 +102,33 @@ def write(path, records):
     except lmdb.Error as exc:
         raise LmdbError("cannot create lmdb file %s: %s" % (path, exc))
     try:
-        while True:
-            try:
-                # One transaction; keys are sorted, so every put appends (MDB_APPEND).
-                with env.begin(write=True) as txn:
-                    txn.cursor().putmulti(items, append=True)
-                break
-            except lmdb.MapFullError:
-                # slmdb_prepare(): on MDB_MAP_FULL double the map size and load again.
-                map_size *= 2
-                env.set_mapsize(map_size)
+        # Keys are sorted, so every put appends (MDB_APPEND). A transaction keeps its dirty
+        # pages in memory until it commits: load in batches (the file is renamed into
+        # place only when complete, so this is as atomic as Postfix's one bulk load).
+        for start in range(0, len(order), _TXN_BATCH):
+            batch = order[start:start + _TXN_BATCH]
+            while True:
+                try:
+                    with env.begin(write=True) as txn:
+                        txn.cursor().putmulti(zip(batch, map(first.__getitem__, batch)), append=True)
+                    break
+                except lmdb.MapFullError:
+                    # slmdb_prepare(): on MDB_MAP_FULL double the map size and load again.
+                    map_size *= 2
+                    env.set_mapsize(map_size)
     except lmdb.Error as exc:
         raise LmdbError("cannot write lmdb file %s: %s" % (path, exc))
+    finally:
+        env.close()
+
+
+def record_count(path):
+    """The number of records in the main database."""
+    lmdb, env = _open_readonly(path)
+    try:
+        return env.stat()["entries"]
+    except lmdb.Error as exc:
+        raise LmdbError("cannot read lmdb file %s: %s" % (path, exc))
     finally:
         env.close()
 

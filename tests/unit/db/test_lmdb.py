@@ -124,7 +124,8 @@ def test_unicode_keys(tmp_path, confdir):
 def test_large_values_and_growing_map(tmp_path, confdir, monkeypatch):
     """Values bigger than a page (overflow pages) and a map that must double several times
     (slmdb_prepare() on MDB_MAP_FULL)."""
-    monkeypatch.setattr(lmdb_format, "_initial_map_size", lambda items: 64 * 1024)
+    monkeypatch.setattr(lmdb_format, "_initial_map_size", lambda keys, values: 64 * 1024)
+    monkeypatch.setattr(lmdb_format, "_TXN_BATCH", 7)
     rng = random.Random(5)
     records = [(b"key%04d@example.com" % i, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.choice(
         (10, 3000, 9000))))).strip().encode() or b"v") for i in range(300)]
