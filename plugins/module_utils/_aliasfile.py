@@ -22,7 +22,7 @@ import re
 
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
     WHITESPACE, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
-    check_single_line, printable, to_bytes,
+    check_single_line, printable, printable_except, to_bytes,
 )
 
 # tok822.h token types; operators are their own character code.
@@ -270,6 +270,9 @@ def render_name(name):
 _LAYOUT = re.compile(rb'((?:[^ \t\r\n:"\\(\[,@%<>;]+|"(?:[^"\\\r\n]|\\.)*")[ \t]*:)([ \t]*)')
 
 
+_SIMPLE_TARGET = printable_except(b'"(,<[\\')
+
+
 class AliasDocument(LineDocument):
     """An aliases(5) source file."""
 
@@ -280,8 +283,9 @@ class AliasDocument(LineDocument):
     # it), and no blanks inside a name or a target, so that no two atoms are adjacent;
     # the name is local (no "@" or "%") and not a comment; targets are separated by
     # exactly ", " as tok822_externalize() writes commas.
-    SIMPLE = re.compile(rb'\n([^\x00-\x20\x7f-\xff"#%(,:<@\[\\][^\x00-\x20\x7f-\xff"%(,:<@\[\\]*)[ \t]*:[ \t]*'
-                        rb'([^\x00-\x20\x7f-\xff"(,<\[\\]+(?:, [^\x00-\x20\x7f-\xff"(,<\[\\]+)*)[ \t]*(?=\r?\n|\Z)')
+    SIMPLE = re.compile(b"\\n(" + printable_except(b'"#%(,:<@[\\') + printable_except(b'"%(,:<@[\\') + b"*)"
+                        b"[ \\t]*:[ \\t]*(%s+(?:, %s+)*)" % (_SIMPLE_TARGET, _SIMPLE_TARGET)
+                        + rb"[ \t]*\r?(?=\n|\Z)")
 
     def _parse_logical(self, text):
         return split_name_value(text)

@@ -19,7 +19,7 @@ import re
 
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
     WHITESPACE, ERROR, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
-    check_single_line, printable, to_bytes,
+    check_single_line, printable, printable_except, to_bytes,
 )
 
 _SPACE = frozenset(WHITESPACE)
@@ -82,8 +82,8 @@ class TableDocument(LineDocument):
     # ASCII key without quotes or backslashes (so the first whitespace ends it) that does
     # not end in ":" and does not start with "#", blanks, a printable ASCII value; trailing
     # blanks and a CR are trimmed as split_key_value() trims them.
-    SIMPLE = re.compile(rb'\n([^\x00-\x20\x7f-\xff"#:\\](?:[^\x00-\x20\x7f-\xff"\\]*[^\x00-\x20\x7f-\xff":\\])?)'
-                        rb'[ \t]+([!-~](?:[ -~\t]*[!-~])?)[ \t]*(?=\r?\n|\Z)')
+    SIMPLE = re.compile(b"\\n(" + printable_except(b'"#:\\') + printable_except(b'"\\') + b"*)(?<!:)"
+                        rb"[ \t]+([!-~][ -~\t]*)(?<![ \t])[ \t]*\r?(?=\n|\Z)")
 
     def _parse_logical(self, text):
         key, value = split_key_value(text)

@@ -70,7 +70,7 @@ def _plan(keys, values):
 
     # cdb_make_finish: table t (= hash & 255) gets 2 * (its record count) slots; a record
     # goes to slot (hash >> 8) % nslots, then linear probing, in insertion order. The 256
-    # tables follow the records back to back, so all slots live in one list here.
+    # tables follow the records back to back, so all slots live in one array here.
     hashes = _hashes(keys)
     tables = _uint32_le(array("I", hashes))[0::4]       # the low byte of every hash
     per_table = Counter(tables)
@@ -78,7 +78,7 @@ def _plan(keys, values):
     bases = list(accumulate(chain((0,), nslots)))
     starts = map(add, map(bases.__getitem__, tables), map(int.__mod__, map(int.__rshift__, hashes, repeat(8)),
                                                           map(nslots.__getitem__, tables)))
-    slots = [0] * (2 * count)
+    slots = array("I", bytes(8 * count))
     for r, i in enumerate(starts, 1):
         if slots[i]:
             t = tables[r - 1]
