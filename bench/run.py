@@ -1,0 +1,468 @@
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`make bench`: every benchmark of bench/README.md in one run, one table at the end.
+
+1. compile  bench/compile.py (our engine against C postmap/postalias), its lines as printed;
+2. e2e      a 10k-entry virtual map on a real Postfix host, three ways (bench/e2e/*.yml):
+            first apply, change one alias, no-change run; the map is checked with real
+            `postmap -s` / `postmap -q` in the container after every step;
+3. fleet    `ansible-playbook mailops.postfix.alias_rollout` over 1, 4, 8 hosts, batches of one
+            and whole-fleet batches with 1, 4, 8 forks; where the time goes, per task.
+
+Hosts are podman containers from the cached Debian 12 test image (scripts/build-image.sh) on
+a closed network this run creates; containers and network carry the label
+mailops.postfix.bench=<run id> and are removed at the end, also on failure or Ctrl-C.
+Nothing here is a test: no time makes it fail. It exits non-zero only when a benchmark could
+not run or a map came out wrong.
+
+    .venv/bin/python bench/run.py                       # all of it (~30 min on 2 cores)
+    .venv/bin/python bench/run.py --only e2e --entries 1000 --lineinfile-entries 100
+    .venv/bin/python bench/run.py --only fleet --fleet-sizes 1,4 --forks 1,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "lib"))
+
+import testbed  # noqa: E402  pylint: disable=wrong-import-position
+
+DOMAINS = 50
+_children = []
+
+
+# --------------------------------------------------------------------------- environment
+
+def ansible_env(tmp):
+    """molecule/env.sh's environment (this checkout as mailops.postfix, containers.podman
+    unpacked from the pinned wheel), plus the settings every benchmark run shares."""
+    script = 'root="$1"; . "$root/molecule/env.sh" && mailops_podman_collection >&2 && env -0'
+    out = subprocess.run(["bash", "-c", script, "bash", ROOT], capture_output=True, check=True).stdout
+    env = dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+    env.update({
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "lib", "callback"),
+        "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",
+        "ANSIBLE_LOCAL_TEMP": os.path.join(tmp, "ansible-local"),
+        "ANSIBLE_HOME": os.path.join(tmp, "ansible-home"),
+    })
+    return env
+
+
+def versions(env):
+    def first_line(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) / 1024 / 1024
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "os": first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "ansible": first_line([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "--version"]),
+        "python": platform.python_version(),
+    }
+
+
+# --------------------------------------------------------------------------- playbook runs
+
+class Run:
+    """One ansible-playbook run: wall seconds, CPU seconds of the controller process tree
+    (ansible-playbook, its forks and the podman CLI processes they start), per-task times."""
+
+    def __init__(self, label, argv, env, tmp, timeout):
+        self.label, self.argv = label, argv
+        self.log = os.path.join(tmp, "log", label.replace(" ", "_").replace("/", "_") + ".log")
+        self.timer_file = self.log[:-4] + ".json"
+        os.makedirs(os.path.dirname(self.log), exist_ok=True)
+        env = dict(env, MAILOPS_BENCH_TIMER_OUT=self.timer_file)
+        with open(self.log, "w") as log:
+            start = time.perf_counter()
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            _children.append(proc)
+            timer = threading.Timer(timeout, _kill, [proc])
+            timer.start()
+            try:
+                _pid, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                timer.cancel()
+                _children.remove(proc)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.wall = time.perf_counter() - start
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rc = proc.returncode
+        self.timed_out = self.rc == -signal.SIGKILL
+        self.tasks = []
+        if os.path.exists(self.timer_file):
+            with open(self.timer_file) as f:
+                self.tasks = json.load(f)["tasks"]
+
+    @property
+    def changed(self):
+        return sum(1 for t in self.tasks for h in t["hosts"].values() if h["status"] == "changed")
+
+    def tail(self, lines=25):
+        with open(self.log) as f:
+            return "".join(f.readlines()[-lines:])
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # the session this run started, nothing else
+        except ProcessLookupError:
+            pass
+
+
+def playbook(label, playbook_path, inventory, extra, env, tmp, timeout, forks=None, limit=None):
+    argv = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), playbook_path, "-i", inventory]
+    for e in extra:
+        argv += ["-e", e]
+    if forks:
+        argv += ["--forks", str(forks)]
+    if limit:
+        argv += ["--limit", limit]
+    run = Run(label, argv, env, tmp, timeout)
+    state = "timeout" if run.timed_out else ("ok" if run.rc == 0 else "rc=%d" % run.rc)
+    print("  %-44s %8.1f s wall %7.1f s cpu  %3d changed  %s" % (label, run.wall, run.cpu, run.changed, state),
+          flush=True)
+    if run.rc != 0 and not run.timed_out:
+        print(run.tail(), file=sys.stderr)
+    return run
+
+
+def write_inventory(path, hosts, group):
+    """hosts: {inventory name: container}; reached with podman exec."""
+    lines = ["---", "%s:" % group, "  hosts:"]
+    for name, container in hosts.items():
+        lines += ["    %s:" % name,
+                  "      ansible_connection: containers.podman.podman",
+                  "      ansible_host: %s" % container,
+                  "      ansible_python_interpreter: /usr/bin/python3"]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def dump_yaml(path, data):
+    """JSON is YAML: ansible-playbook -e @file reads it."""
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+# --------------------------------------------------------------------------- end to end
+
+def entries(n, changed=False):
+    """The same shape as bench/compile.py's maps: n addresses over 50 domains."""
+    out = {}
+    for i in range(n):
+        targets = ["user%d@mbox.example" % i]
+        if i % 3 == 0:
+            targets.append("archive@mbox.example")
+        out["alias%d@domain%d.example" % (i, i % DOMAINS)] = targets
+    if changed:
+        out[changed_key(n)] = ["changed@mbox.example"]
+    return out
+
+
+def changed_key(n):
+    i = n // 2
+    return "alias%d@domain%d.example" % (i, i % DOMAINS)
+
+
+def role_vars(hostname, table):
+    domains = collections.OrderedDict()
+    for key, targets in table.items():
+        local, domain = key.split("@")
+        domains.setdefault(domain, {})[local] = targets
+    return {
+        "postfix_server_main_cf": {"myhostname": hostname, "maillog_file": "/var/log/postfix.log"},
+        "postfix_server_virtual_alias_domains": [{"domain": d, "aliases": a} for d, a in domains.items()],
+    }
+
+
+def check_map(tb, container, expected):
+    """Real postmap in the container: record count, a few keys, Postfix running."""
+    keys = sorted(expected)
+    probe = [keys[0], keys[len(keys) // 2], keys[-1]] + [k for k in expected if k.startswith("alias%d@" % (len(keys) // 2))]
+    probe = list(dict.fromkeys(probe)) + ["nobody@domain0.example"]
+    script = ("postmap -s hash:/etc/postfix/virtual | wc -l; echo --; "
+              "postmap -q - hash:/etc/postfix/virtual; echo --; postfix status >/dev/null 2>&1 && echo running")
+    out = tb.exec(container, script, stdin="\n".join(probe) + "\n", check=False).stdout
+    parts = out.split("--\n")
+    problems = []
+    try:
+        count = int(parts[0].strip())
+    except ValueError:
+        count = -1
+    if count != len(expected):
+        problems.append("%d records, expected %d" % (count, len(expected)))
+    got = dict(line.split("\t", 1) for line in parts[1].splitlines() if "\t" in line) if len(parts) > 1 else {}
+    for key in probe:
+        want = ", ".join(expected[key]) if key in expected else None
+        if got.get(key) != want:
+            problems.append("%s -> %r, expected %r" % (key, got.get(key), want))
+    if len(parts) < 3 or "running" not in parts[2]:
+        problems.append("Postfix is not running")
+    return problems
+
+
+def e2e(args, tb, env, tmp):
+    plan = []   # (way, n)
+    for way in args.ways:
+        n = args.lineinfile_entries if way == "lineinfile" else args.entries
+        plan.append((way, n))
+    if "lineinfile" in args.ways and args.lineinfile_entries != args.entries:
+        # The same size for the other ways, for like-for-like ratios.
+        plan += [(w, args.lineinfile_entries) for w in ("ours", "template") if w in args.ways]
+    rows = []
+    for way, n in plan:
+        hostname = "%s-%d.bench.example" % (way, n)
+        container = tb.start(hostname)
+        domains = " ".join("domain%d.example" % d for d in range(DOMAINS))
+        setup = "postconf -e myhostname=%s maillog_file=/var/log/postfix.log" % hostname
+        if way != "role":
+            setup += " 'virtual_alias_domains=%s' virtual_alias_maps=hash:/etc/postfix/virtual" % domains
+        tb.exec(container, setup + " && postfix start >/dev/null 2>&1")
+        inv = os.path.join(tmp, "e2e-%s-%d.yml" % (way, n))
+        write_inventory(inv, {hostname: container}, "bench")
+        files = {}
+        for step, changed in (("first", False), ("change", True)):
+            table = entries(n, changed)
+            files[step] = os.path.join(tmp, "vars-%s-%d-%s.json" % (way, n, step))
+            dump_yaml(files[step], role_vars(hostname, table) if way == "role" else {"bench_entries": table})
+        print("e2e %s, %d entries (%s)" % (way, n, container), flush=True)
+        for step, vars_file, changed in (("first apply", files["first"], False),
+                                         ("change one", files["change"], True),
+                                         ("no change", files["change"], True)):
+            run = playbook("%s %d %s" % (way, n, step), os.path.join(HERE, "e2e", way + ".yml"), inv,
+                           ["@" + vars_file], env, tmp, args.timeout)
+            problems = check_map(tb, container, entries(n, changed)) if run.rc == 0 else ["playbook failed"]
+            if problems:
+                print("    map check: " + "; ".join(problems), flush=True)
+            rows.append({"way": way, "n": n, "step": step, "wall": run.wall, "cpu": run.cpu, "rc": run.rc,
+                         "timeout": run.timed_out, "changed": run.changed, "problems": problems,
+                         "tasks": run.tasks})
+            if run.rc != 0:
+                break
+        tb.remove(container)
+    return rows
+
+
+# --------------------------------------------------------------------------- fleet
+
+def fleet_group_vars(counter, extra_aliases):
+    aliases = {"support": ["alice", "bob"], "chris": ["chris%d@example.net" % counter], "postmaster": ["postmaster"]}
+    for i in range(extra_aliases):
+        aliases["user%d" % i] = ["user%d@mbox.example" % i]
+    return {
+        "postfix_server_main_cf": {
+            "inet_interfaces": "all", "default_transport": "smtp", "relay_transport": "relay",
+            "myorigin": "$myhostname", "mydestination": ["$myhostname", "localhost.$mydomain", "localhost"],
+            "maillog_file": "/var/log/postfix.log",
+        },
+        "postfix_server_aliases": {"postmaster": ["root"], "root": ["admin"]},
+        "postfix_server_virtual_alias_domains": [{"domain": "example.tld", "aliases": aliases}],
+    }
+
+
+def fleet(args, tb, env, tmp):
+    nmax = max(args.fleet_sizes)
+    hosts = collections.OrderedDict()
+    for i in range(1, nmax + 1):
+        name = "mx%d.example.tld" % i
+        hosts[name] = tb.start(name)
+    invdir = os.path.join(tmp, "fleet")
+    os.makedirs(os.path.join(invdir, "group_vars"), exist_ok=True)
+    os.makedirs(os.path.join(invdir, "host_vars"), exist_ok=True)
+    write_inventory(os.path.join(invdir, "hosts.yml"), hosts, "mail_servers")
+    for name in hosts:
+        dump_yaml(os.path.join(invdir, "host_vars", name + ".yml"), {"postfix_server_main_cf_host": {"myhostname": name}})
+    state = {"counter": 0}
+
+    def rollout(label, names, batch, forks, change):
+        if change:
+            state["counter"] += 1
+        dump_yaml(os.path.join(invdir, "group_vars", "mail_servers.yml"),
+                  fleet_group_vars(state["counter"], args.fleet_aliases))
+        run = playbook(label, "mailops.postfix.alias_rollout", invdir, ["batch=%d" % batch], env, tmp,
+                       args.timeout, forks=forks, limit=",".join(names))
+        want = "chris%d@example.net" % state["counter"]
+        problems = []
+        for name in names:
+            out = tb.exec(hosts[name], "postmap -q chris@example.tld hash:/etc/postfix/virtual", check=False).stdout.strip()
+            if out != want:
+                problems.append("%s: chris@example.tld -> %r, expected %r" % (name, out, want))
+        if problems:
+            print("    map check: " + "; ".join(problems), flush=True)
+        return {"label": label, "n": len(names), "batch": batch, "forks": forks, "change": change,
+                "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out,
+                "changed": run.changed, "problems": problems, "tasks": run.tasks}
+
+    print("fleet: alias_rollout over %d containers (%s...)" % (nmax, next(iter(hosts.values()))), flush=True)
+    names = list(hosts)
+    rows = [rollout("first apply N=%d batch=%d forks=%d" % (nmax, nmax, min(nmax, max(args.forks))),
+                    names, nmax, min(nmax, max(args.forks)), False)]
+    rows[-1]["kind"] = "first"
+    for n in args.fleet_sizes:
+        sub = names[:n]
+        r = rollout("change N=%d batch=1" % n, sub, 1, 1, True)
+        r["kind"] = "serial"
+        rows.append(r)
+        for f in sorted(set(min(f, n) for f in args.forks)) if n > 1 else []:
+            r = rollout("change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, True)
+            r["kind"] = "parallel"
+            rows.append(r)
+        f = min(n, max(args.forks))
+        r = rollout("no change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, False)
+        r["kind"] = "nochange"
+        rows.append(r)
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+def where_time_goes(rows, top=8):
+    """Seconds per task, summed over the given runs (task wall, as profile_tasks counts)."""
+    total = collections.Counter()
+    calls = collections.Counter()
+    for r in rows:
+        for t in r["tasks"]:
+            name = t["name"] + (" [handler]" if t["handler"] else "")
+            total[name] += t["wall"]
+            calls[name] += sum(1 for h in t["hosts"].values() if h["status"] != "skipped")
+    whole = sum(r["wall"] for r in rows) or 1
+    lines = []
+    for name, secs in total.most_common(top):
+        lines.append("    %6.1f s %5.1f%%  %4d host-runs  %s" % (secs, 100 * secs / whole, calls[name], name))
+    return lines
+
+
+def report(info, compile_lines, e2e_rows, fleet_rows):
+    out = ["", "=" * 100,
+           "mailops.postfix benchmarks, %s; %s CPUs, %s GiB; %s; %s" % (
+               info["date"], info["cpus"], info["memory_gib"], info["os"], info["ansible"]),
+           "=" * 100]
+    if compile_lines:
+        out += ["", "Compile (bench/compile.py: ours vs C postmap/postalias, median, ratio ours/C)"]
+        out += ["  " + line for line in compile_lines]
+    if e2e_rows:
+        out += ["", "End to end: virtual map on one real Postfix host (wall s; ratio = way / ours, same size and step)",
+                "  %-11s %7s  %-12s %9s %9s %8s  %s" % ("way", "entries", "step", "wall s", "ratio", "changed", "map")]
+        ours = {(r["n"], r["step"]): r["wall"] for r in e2e_rows if r["way"] == "ours" and r["rc"] == 0}
+        for r in e2e_rows:
+            base = ours.get((r["n"], r["step"]))
+            ratio = "%8.2fx" % (r["wall"] / base) if base and r["rc"] == 0 else "       -"
+            state = "timeout" if r["timeout"] else ("ok" if not r["problems"] else "WRONG: " + "; ".join(r["problems"]))
+            out.append("  %-11s %7d  %-12s %9.1f %9s %8d  %s" % (r["way"], r["n"], r["step"], r["wall"], ratio,
+                                                                  r["changed"], state))
+        for way in dict.fromkeys(r["way"] for r in e2e_rows):
+            rows = [r for r in e2e_rows if r["way"] == way and r["n"] == max(x["n"] for x in e2e_rows if x["way"] == way)]
+            out += ["  where the time goes, %s (%d entries, all steps):" % (way, rows[0]["n"])] + where_time_goes(rows, 6)
+    if fleet_rows:
+        out += ["", "Fleet: ansible-playbook mailops.postfix.alias_rollout (wall s; per host = wall / N)",
+                "  %-36s %9s %9s %9s %8s  %s" % ("run", "wall s", "per host", "cpu s", "changed", "map")]
+        for r in fleet_rows:
+            state = "timeout" if r["timeout"] else ("ok" if r["rc"] == 0 and not r["problems"] else
+                                                    "rc=%d %s" % (r["rc"], "; ".join(r["problems"])))
+            out.append("  %-36s %9.1f %9.1f %9.1f %8d  %s" % (r["label"], r["wall"], r["wall"] / r["n"], r["cpu"],
+                                                              r["changed"], state))
+        serial = [r for r in fleet_rows if r.get("kind") == "serial"]
+        if serial:
+            out += ["  where the time goes, change runs in batches of one (all N):"] + where_time_goes(serial, 10)
+    out.append("")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["compile", "e2e", "fleet"], action="append",
+                    help="run only these parts (repeatable); default: all")
+    ap.add_argument("--compile-args", default="", help="arguments for bench/compile.py, e.g. '--runs 1'")
+    ap.add_argument("--entries", type=int, default=10000, help="virtual map size, end to end")
+    ap.add_argument("--lineinfile-entries", type=int, default=500,
+                    help="map size for the lineinfile way (one module run per entry: ~0.2 s each here)")
+    ap.add_argument("--ways", default="ours,template,lineinfile,role", help="e2e ways (bench/e2e/WAY.yml)")
+    ap.add_argument("--fleet-sizes", default="1,4,8")
+    ap.add_argument("--forks", default="1,4,8")
+    ap.add_argument("--fleet-aliases", type=int, default=0, help="extra virtual aliases in the fleet inventory")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per ansible-playbook run")
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "out", "results.json"))
+    args = ap.parse_args()
+    args.ways = args.ways.split(",")
+    args.fleet_sizes = [int(x) for x in args.fleet_sizes.split(",")]
+    args.forks = [int(x) for x in args.forks.split(",")]
+    parts = args.only or ["compile", "e2e", "fleet"]
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    tmp = tempfile.mkdtemp(prefix="mailops-bench-")
+    tb = None
+    compile_lines, e2e_rows, fleet_rows = [], [], []
+    try:
+        env = ansible_env(tmp)
+        info = versions(env)
+        if "compile" in parts:
+            print("compile: bench/compile.py %s" % args.compile_args, flush=True)
+            proc = subprocess.Popen([sys.executable, os.path.join(HERE, "compile.py")] + args.compile_args.split(),
+                                    cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for line in proc.stdout:
+                print("  " + line.rstrip(), flush=True)
+                compile_lines.append(line.rstrip())
+            if proc.wait() != 0:
+                compile_lines.append("(bench/compile.py exited %d)" % proc.returncode)
+        if "e2e" in parts or "fleet" in parts:
+            tb = testbed.Testbed(testbed.build_image()).open()
+            probe = tb.start("probe.bench.example")
+            info["postfix"] = tb.exec(probe, "postconf -h mail_version").stdout.strip()
+            tb.remove(probe)
+            print("hosts: %s, Postfix %s, network %s %s" % (tb.image, info["postfix"], tb.network, tb.subnet), flush=True)
+        if "e2e" in parts:
+            e2e_rows = e2e(args, tb, env, tmp)
+        if "fleet" in parts:
+            fleet_rows = fleet(args, tb, env, tmp)
+        print(report(info, compile_lines, e2e_rows, fleet_rows))
+        os.makedirs(os.path.dirname(args.json), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "compile": compile_lines, "e2e": e2e_rows, "fleet": fleet_rows}, f, indent=1)
+        print("details (per task, per host): %s" % os.path.relpath(args.json, ROOT))
+        wrong = [r for r in e2e_rows + fleet_rows if r["problems"] and not r["timeout"]]
+        return 1 if wrong else 0
+    finally:
+        for proc in list(_children):
+            _kill(proc)
+        if tb is not None:
+            tb.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
