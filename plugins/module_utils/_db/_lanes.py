@@ -80,8 +80,9 @@ def _initial_lanes(lengths, longest, multiplier, initial, low, width):
     starts = [initial]
     for _pad in range(longest):
         starts.append((starts[-1] * inverse) & low)
-    # (A key hashed alone gets a negative pad, so some start; its lane is not used.)
-    packed = array("Q", map(starts.__getitem__, map(sub, repeat(longest), lengths)))
+    # (A key hashed alone counts as unpadded; its lane is not used.)
+    pads = map(sub, repeat(longest), map(min, lengths, repeat(longest)))
+    packed = array("Q", map(starts.__getitem__, pads))
     if sys.byteorder == "big":
         packed.byteswap()
     raw = packed.tobytes()

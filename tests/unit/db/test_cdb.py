@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.mailops.postfix.plugins.module_utils._db import cdb, get_format, index_path
+from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes, cdb, get_format, index_path
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 KEY_CHARS = string.ascii_lowercase + string.digits + "@.+-_=/"
@@ -180,6 +180,29 @@ def test_read_in_small_blocks_and_write_columns(pairs, block):
             assert list(cdb.read(path)) == pairs
         finally:
             cdb._READ_BLOCK = saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=90), max_size=60), st.sampled_from([1, 3, 8, 12, 24, 32]), st.integers(2, 300))
+def test_lane_hashes_equal_hashing_one_key_at_a_time(keys, bits, batch):
+    """_lanes (shared with the hash writer): cdb_hash and FNV-1 at any width, keys of mixed
+    lengths (padded lanes, long keys hashed alone), several batches."""
+    saved = _lanes.BATCH
+    _lanes.BATCH = batch
+    try:
+        for multiplier, initial in ((33, 5381), (16777619, 0)):
+            assert list(_lanes.hashes(keys, multiplier, initial, bits)) == [
+                _lanes.hash_one(k, multiplier, initial, bits) for k in keys]
+    finally:
+        _lanes.BATCH = saved
+    assert [_lanes.hash_one(k, 33, 5381) for k in keys] == [cdb._hash(k) for k in keys]
+
+
+def test_lane_hashes_of_long_and_short_keys():
+    keys = [b"x" * n for n in (0, 1, 64, 65, 300, 5000)] * 20 + [b"k%d" % i for i in range(500)]
+    assert list(_lanes.hashes(keys, 33, 5381)) == [_lanes.hash_one(k, 33, 5381) for k in keys]
+    with pytest.raises(ValueError):
+        _lanes.hashes(keys, 34, 1)
 
 
 def test_write_columns_refuses_bad_columns(tmp_path):
