@@ -39,7 +39,6 @@ _CUT = re.compile(rb"\n(?=[^\s#])")
 _NOT_SKIPPED = re.compile(rb"\n[ \t\x0b\x0c\r]*[^\s#]")
 
 
-
 def printable_except(excluded):
     """A regular expression class (bytes) of the printable ASCII bytes but space and
     ``excluded``: listed one by one, which the engine matches faster than a negated class."""

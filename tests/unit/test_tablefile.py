@@ -101,8 +101,8 @@ def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
     ours, warnings = doc.records()
     theirs, line_warnings, other = oracle.compile(data, options=() if fold else ("-f",))
     assert ours == theirs
-    keys, values, compiled_warnings = _tablefile.TableDocument.compile(data, "src", fold=fold, smtputf8=smtputf8,
-                                                                        strict=False)
+    keys, values, compiled_warnings = _tablefile.TableDocument.compile(
+        data, "src", fold=fold, smtputf8=smtputf8, strict=False)
     assert list(zip(keys, values)) == ours and compiled_warnings == warnings
     our_lines = sorted((w.line, _kind(w.message)) for w in warnings
                        if "duplicate entry" not in w.message and "must not start" not in w.message)
@@ -147,7 +147,7 @@ def table_sources(draw):
     lines = []
     if draw(st.integers(0, 9)) == 0:
         lines.append(draw(st.sampled_from(["  orphan text", "\tlone continuation", " a b"])))
-    for _ in range(draw(st.integers(0, 14))):
+    for _step in range(draw(st.integers(0, 14))):
         kind = draw(st.integers(0, 19))
         if kind < 11:
             key = draw(KEYS)
@@ -325,7 +325,7 @@ EDIT_VALUES = st.one_of(st.sampled_from(["v1", "local, other@x", "smtp:[h]:25", 
 def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
     doc = _tablefile.parse(data, "t", strict=False)
     lines = data.split(b"\n")
-    before, _ = doc.records()
+    before = doc.records()[0]
     model = dict(before)
     touched = set()
     fold = doc.fold_key
@@ -340,7 +340,7 @@ def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
             model.pop(k, None)
     out = doc.render()
     again = _tablefile.parse(out, "t", strict=False)
-    records, _ = again.records()
+    records = again.records()[0]
     assert records == list(model.items())
     # Every untouched physical line is still there, in order.
     kept = [line for i, line in enumerate(lines) if i not in touched]
