@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
-from array import array
 from bisect import bisect_right
-from collections import Counter
 from itertools import accumulate, chain, count, islice, repeat
 from operator import add, eq, itemgetter, sub
 
+from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 SUFFIX = ".db"
@@ -68,93 +66,11 @@ _FNV_PRIME = 16777619
 
 # Average bucket fill the writer aims for (see module docstring).
 _FILL = 0.85
-# Keys hashed per batch by the lane hasher (bounds its memory).
-_HASH_BATCH = 65536
 
 # lsn (not logged: file 0, offset 1), pgno, prev_pgno, next_pgno, entries, hf_offset,
 # level, type (PAGE in db_page.h).
 _PAGE_HEADER = struct.Struct("<IIIIIHHBB")
 _OFFPAGE = struct.Struct("<B3xII")  # HOFFPAGE: type, unused[3], pgno, tlen
-
-
-def _fnv1(data):
-    """__ham_func5 (hash_func.c): 32-bit FNV-1."""
-    h = 0
-    for c in data:
-        h = ((h * _FNV_PRIME) & 0xFFFFFFFF) ^ c
-    return h
-
-
-def _bucket_hashes(keys, nbuckets):
-    """The bucket (__ham_func5 hash & ``nbuckets - 1``) of every key, as an array.
-
-    Computes many hashes at once: each key gets a lane in one big integer, and every
-    step of FNV-1 (multiply, keep the low bits, xor a byte) is done for all lanes by a
-    few big-integer operations. Keys are left-padded with NULs to a common length,
-    which does not change the hash because FNV-1 starts from 0. The low bits of FNV-1
-    depend only on the low bits of the state, so lanes keep only the bucket bits and
-    are just wide enough for one multiplication.
-    """
-    out = array("I")
-    if not keys:
-        return out
-    bits = (nbuckets - 1).bit_length()
-    low = (1 << bits) - 1
-    mult = _FNV_PRIME & low
-    width = ((max(low, 255) * mult).bit_length() + 7) // 8
-    lane_mask = low.to_bytes(width, "little")
-    for start in range(0, len(keys), _HASH_BATCH):
-        batch = keys[start:start + _HASH_BATCH]
-        n = len(batch)
-        lengths = list(map(len, batch))
-        longest, alone = _lane_length(lengths)
-        if alone:
-            batch = [k if len(k) <= longest else b"" for k in batch]
-        mask = int.from_bytes(lane_mask * n, "little")
-        padded = b"".join(map(bytes.rjust, batch, repeat(longest, n), repeat(b"\0", n)))
-        lanes = bytearray(width * n)
-        state = 0
-        for col in range(longest):
-            lanes[0::width] = padded[col::longest]
-            state = ((state * mult) & mask) ^ int.from_bytes(lanes, "little")
-        del padded, lanes
-        packed = (state & mask).to_bytes(width * n, "little")
-        if width != 4:
-            wide = bytearray(4 * n)
-            for byte in range(min(width, 4)):
-                wide[byte::4] = packed[byte::width]
-            packed = wide
-        part = array("I")
-        part.frombytes(packed)
-        if sys.byteorder == "big":
-            part.byteswap()
-        for i in alone:
-            part[i] = _fnv1(keys[start + i]) & low
-        out.extend(part)
-    return out
-
-
-def _lane_length(lengths):
-    """The padded length for a batch, and the indexes of keys longer than it.
-
-    Padding every key to the longest one costs (keys x longest) lane steps; a key hashed
-    alone costs about 14 lane steps per byte. Pick the cut that costs least.
-    """
-    longest = max(lengths)
-    if longest <= 64:
-        return longest, ()
-    n = len(lengths)
-    counts = Counter(lengths)
-    best, best_cost = longest, n * longest
-    above = sum(lengths)
-    for length in sorted(counts):
-        above -= counts[length] * length
-        cost = n * length + 14 * above
-        if cost < best_cost:
-            best, best_cost = length, cost
-    if best == longest:
-        return longest, ()
-    return best, [i for i, length in enumerate(lengths) if length > best]
 
 
 class _Writer(object):
@@ -324,52 +240,78 @@ class _Writer(object):
         self._pwrite(page, 0)
 
 
-def _choose_buckets(sizes, big):
-    """The power-of-two bucket count for items of these sizes (at least 2, as libdb)."""
+def _choose_buckets(keys, values):
+    """(power-of-two bucket count, whether any item is over ISBIG) for these records.
+
+    At least 2 buckets, as libdb. An item takes its bytes, its H_KEYDATA type byte and a
+    2-byte index slot; an off-page item takes its 9-byte HOFFPAGE stub plus the slot.
+    """
+    limit = PAGESIZE // 4
+    longest = max(max(map(len, keys), default=0), max(map(len, values), default=0))
+    big = longest > limit
     if big:
-        limit = PAGESIZE // 4
-        total = sum(size + 3 if size <= limit else 14 for size in sizes)
+        total = sum(size + 3 if size <= limit else 14 for size in map(len, chain(keys, values)))
     else:
-        total = sum(sizes) + 3 * len(sizes)
+        total = sum(map(len, keys)) + sum(map(len, values)) + 6 * len(keys)
     wanted = int(total / ((PAGESIZE - _OVERHEAD) * _FILL)) + 1
     nbuckets = 2
     while nbuckets < wanted:
         nbuckets <<= 1
-    return nbuckets
+    return nbuckets, big
+
+
+def _group(path, keys, values, nbuckets):
+    """Every bucket's flat key, data, key, data... list, sorted by key within the bucket.
+
+    The bucket is the low bits of __ham_func5 (hash_func.c, FNV-1) of the key: the table
+    has max_bucket = high_mask = nbuckets - 1 (__ham_call_hash). Version 9 bucket pages
+    keep their pairs sorted by key (__ham_getindex), byte order then length, as Python
+    compares bytes. Only references to the caller's keys and values are held.
+    """
+    groups = [[] for dummy in range(nbuckets)]
+    extend = [group.extend for group in groups]
+    for bucket, key, value in zip(_lanes.hashes(keys, _FNV_PRIME, 0, (nbuckets - 1).bit_length()), keys, values):
+        extend[bucket]((key, value))
+    del extend
+    first = itemgetter(0)
+    for bucket, group in enumerate(groups):
+        if len(group) > 2:
+            pairs = sorted(zip(islice(group, 0, None, 2), islice(group, 1, None, 2)), key=first)
+            ordered = list(map(first, pairs))
+            if any(map(eq, ordered, islice(ordered, 1, None))):
+                dup = next(k for k, other in zip(ordered, islice(ordered, 1, None)) if k == other)
+                raise PostfixError("%s: duplicate key %r" % (path, dup))
+            group[:] = chain.from_iterable(pairs)
+    return groups
 
 
 def write(path, records):
-    """Write ``records`` ((key, value) bytes pairs, unique keys) as a new hash file.
+    """Write ``records`` ((key, value) bytes pairs, unique keys) as a new hash file
+    (see :func:`write_columns`)."""
+    try:
+        records = list(records)
+        if set(map(len, records)) - set((2,)):
+            raise TypeError
+    except TypeError:
+        raise PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
+    write_columns(path, list(map(itemgetter(0), records)), list(map(itemgetter(1), records)))
+
+
+def write_columns(path, keys, values):
+    """Write the records ``keys[i]`` -> ``values[i]`` (sequences of bytes, unique keys) as a
+    new hash file.
 
     The file is created with mode 0600 if it does not exist; the caller renames it
     into place and sets its attributes.
     """
     bad = PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
-    try:
-        ordered = sorted(records, key=itemgetter(0))
-        keys = list(map(itemgetter(0), ordered))
-        sizes = list(map(len, chain.from_iterable(ordered)))
-    except (TypeError, IndexError, KeyError):
-        raise bad
     n = len(keys)
-    if len(sizes) != 2 * n or not set(map(type, keys)) <= set((bytes,)):
+    if len(values) != n or not set(map(type, keys)) <= set((bytes,)) or not set(map(type, values)) <= set((bytes,)):
         raise bad
-    if any(map(eq, keys, islice(keys, 1, None))):
-        dup = next(k for k, other in zip(keys, islice(keys, 1, None)) if k == other)
-        raise PostfixError("%s: duplicate key %r" % (path, dup))
-    big = n > 0 and max(sizes) > PAGESIZE // 4
-    nbuckets = _choose_buckets(sizes, big)
-    del sizes
+    nbuckets, big = _choose_buckets(keys, values)
     if nbuckets > 1 << 31:
         raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
-    buckets = _bucket_hashes(keys, nbuckets)
-    del keys
-    # Group by bucket, keeping key order within a bucket.
-    groups = [[] for dummy in range(nbuckets)]
-    extend = [group.extend for group in groups]
-    for bucket, record in zip(buckets, ordered):
-        extend[bucket](record)
-    del extend, buckets, ordered
+    groups = _group(path, keys, values, nbuckets)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
@@ -380,8 +322,6 @@ def write(path, records):
         writer.meta(nbuckets, n)
     except OSError as exc:
         raise PostfixError("%s: cannot write: %s" % (path, exc.strerror))
-    except TypeError:
-        raise bad  # a value that is not bytes
     finally:
         os.close(fd)
 
@@ -574,7 +514,7 @@ def lookup(path, key):
     db = _File(path)
     try:
         # __ham_call_hash (hash.h)
-        bucket = _fnv1(key) & db.high_mask
+        bucket = _lanes.hash_one(key, _FNV_PRIME) & db.high_mask
         if bucket > db.max_bucket:
             bucket &= db.low_mask
         for pgno, page, spans in db.bucket_pages(bucket):

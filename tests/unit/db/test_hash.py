@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as dbhash
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
@@ -241,16 +242,18 @@ def test_postmap_can_update_our_file(tmp_path, config_dir):
 
 @pytest.mark.parametrize("nbuckets", [2, 4, 256, 2048, 1 << 15, 1 << 16, 1 << 23, 1 << 24, 1 << 31])
 def test_bucket_hashes_match_fnv1(nbuckets):
+    """The writer's buckets: _lanes FNV-1 (__ham_func5) at the width of the bucket mask."""
     rng = random.Random(nbuckets)
     keys = [bytes(rng.randrange(256) for dummy in range(rng.choice([0, 1, 5, 20, 40, 70, 300, 2000])))
             for dummy in range(400)]
-    got = dbhash._bucket_hashes(keys, nbuckets)
+    got = _lanes.hashes(keys, dbhash._FNV_PRIME, 0, (nbuckets - 1).bit_length())
     assert list(got) == [fnv1(k) & (nbuckets - 1) for k in keys]
+    assert [_lanes.hash_one(k, dbhash._FNV_PRIME) for k in keys] == list(map(fnv1, keys))
 
 
 def test_keys_hashed_in_batches(tmp_path, config_dir, monkeypatch):
     """The batch path of the key hasher (tables of over 65536 keys), on a small table."""
-    monkeypatch.setattr(dbhash, "_HASH_BATCH", 999)
+    monkeypatch.setattr(_lanes, "BATCH", 999)
     records = virtual_records(12000, seed=12)
     records[::500] = [(k, v[:-1] + b"w" * 3000 + b"\0") for k, v in records[::500]]
     check_with_postfix(tmp_path, config_dir, records, sample=1000)
@@ -424,3 +427,22 @@ def test_bad_records_are_refused(tmp_path):
     for bad in ([("a", "b")], [(b"a", "b")], [(b"a", 1)], [(1, b"b")], [(b"a",)], [(b"a", b"b", b"c")], [b"ab"]):
         with pytest.raises(PostfixError, match="bytes"):
             dbhash.write(path, bad)
+
+
+def test_write_columns(tmp_path, config_dir):
+    """write_columns() takes the two lists the compiler has; write() is the same file."""
+    records = virtual_records(3000, seed=3)
+    records[::300] = [(k, v[:-1] + b"w" * 2000 + b"\0") for k, v in records[::300]]
+    base = str(tmp_path / "cols")
+    dbhash.write_columns(base + ".db", [k for k, v in records], tuple(v for k, v in records))
+    db_verify(base + ".db")
+    assert sorted(postmap_dump(base, config_dir)) == sorted(records)
+    dbhash.write(str(tmp_path / "recs.db"), records)
+    assert list(dbhash.read(base + ".db")) == list(dbhash.read(str(tmp_path / "recs.db")))
+    path = str(tmp_path / "bad.db")
+    for keys, values in (([b"a\0"], []), ([b"a\0"], ["b"]), (["a"], [b"b\0"]), ([b"a\0", None], [b"b\0", b"c\0"])):
+        with pytest.raises(PostfixError, match="bytes"):
+            dbhash.write_columns(path, keys, values)
+    keys = [k for k, v in records] + [records[1234][0]]
+    with pytest.raises(PostfixError, match="duplicate"):
+        dbhash.write_columns(path, keys, [b"v\0"] * len(keys))
