@@ -30,7 +30,7 @@ import os
 import struct
 from bisect import bisect_right
 from itertools import accumulate, chain, count, islice, repeat
-from operator import add, eq, itemgetter, sub
+from operator import add, itemgetter, sub
 
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
@@ -268,21 +268,30 @@ def _group(path, keys, values, nbuckets):
     keep their pairs sorted by key (__ham_getindex), byte order then length, as Python
     compares bytes. Only references to the caller's keys and values are held.
     """
-    groups = [[] for dummy in range(nbuckets)]
-    extend = [group.extend for group in groups]
+    keys_of = [[] for dummy in range(nbuckets)]
+    values_of = [[] for dummy in range(nbuckets)]
+    add_key = [group.append for group in keys_of]
+    add_value = [group.append for group in values_of]
     for bucket, key, value in zip(_lanes.hashes(keys, _FNV_PRIME, 0, (nbuckets - 1).bit_length()), keys, values):
-        extend[bucket]((key, value))
-    del extend
-    first = itemgetter(0)
-    for bucket, group in enumerate(groups):
-        if len(group) > 2:
-            pairs = sorted(zip(islice(group, 0, None, 2), islice(group, 1, None, 2)), key=first)
-            ordered = list(map(first, pairs))
-            if any(map(eq, ordered, islice(ordered, 1, None))):
-                dup = next(k for k, other in zip(ordered, islice(ordered, 1, None)) if k == other)
+        add_key[bucket](key)
+        add_value[bucket](value)
+    del add_key, add_value
+    for bucket, bkeys in enumerate(keys_of):
+        bvalues = values_of[bucket]
+        values_of[bucket] = None
+        entries = len(bkeys)
+        if entries > 1:
+            value_of = dict(zip(bkeys, bvalues))
+            bkeys.sort()
+            if len(value_of) != entries:
+                dup = next(k for k, other in zip(bkeys, islice(bkeys, 1, None)) if k == other)
                 raise PostfixError("%s: duplicate key %r" % (path, dup))
-            group[:] = chain.from_iterable(pairs)
-    return groups
+            bvalues = map(value_of.__getitem__, bkeys)
+        flat = [None] * (2 * entries)
+        flat[0::2] = bkeys
+        flat[1::2] = bvalues
+        keys_of[bucket] = flat
+    return keys_of
 
 
 def write(path, records):
@@ -306,9 +315,12 @@ def write_columns(path, keys, values):
     """
     bad = PostfixError("%s: records must be (key, value) pairs of bytes" % (path,))
     n = len(keys)
-    if len(values) != n or not set(map(type, keys)) <= set((bytes,)) or not set(map(type, values)) <= set((bytes,)):
+    if len(values) != n or not set(map(type, keys)) <= set((bytes,)):
         raise bad
-    nbuckets, big = _choose_buckets(keys, values)
+    try:
+        nbuckets, big = _choose_buckets(keys, values)
+    except TypeError:
+        raise bad
     if nbuckets > 1 << 31:
         raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
     groups = _group(path, keys, values, nbuckets)
@@ -322,6 +334,8 @@ def write_columns(path, keys, values):
         writer.meta(nbuckets, n)
     except OSError as exc:
         raise PostfixError("%s: cannot write: %s" % (path, exc.strerror))
+    except TypeError:
+        raise bad  # a value that is not bytes
     finally:
         os.close(fd)
 
