@@ -247,7 +247,7 @@ def _choose_buckets(keys, values):
     2-byte index slot; an off-page item takes its 9-byte HOFFPAGE stub plus the slot.
     """
     limit = PAGESIZE // 4
-    longest = max(max(map(len, keys), default=0), max(map(len, values), default=0))
+    longest = max(chain(map(len, keys), map(len, values)), default=0)
     big = longest > limit
     if big:
         total = sum(size + 3 if size <= limit else 14 for size in map(len, chain(keys, values)))
