@@ -35,7 +35,7 @@ demo: venv
 	scripts/demo.sh
 
 bench: venv
-	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf .build tests/output bench/out

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(HERE, "lib"))
 import testbed  # noqa: E402  pylint: disable=wrong-import-position
 
 DOMAINS = 50
+PROFILE_DIR = None      # --profile: every ansible-playbook run under cProfile (slower)
 _children = []
 
 
@@ -108,6 +109,9 @@ class Run:
             timer.start()
             try:
                 _pid, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                _kill(proc)      # interrupted (Ctrl-C, SIGTERM): the playbook's session goes too
+                raise
             finally:
                 timer.cancel()
                 _children.remove(proc)
@@ -130,11 +134,31 @@ class Run:
             return "".join(f.readlines()[-lines:])
 
 
+def _descendants(pid):
+    """Processes below pid (Ansible's workers start sessions of their own)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
 def _kill(proc):
-    if proc.poll() is None:
+    """The playbook this run started and every process below it, nothing else."""
+    for pid in [proc.pid] + _descendants(proc.pid):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)   # the session this run started, nothing else
-        except ProcessLookupError:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
 
 
@@ -146,6 +170,9 @@ def playbook(label, playbook_path, inventory, extra, env, tmp, timeout, forks=No
         argv += ["--forks", str(forks)]
     if limit:
         argv += ["--limit", limit]
+    if PROFILE_DIR:
+        argv = [sys.executable, os.path.join(HERE, "lib", "profile_playbook.py"), "run",
+                os.path.join(PROFILE_DIR, label.replace(" ", "_").replace("/", "_").replace("=", ""))] + argv[1:]
     run = Run(label, argv, env, tmp, timeout)
     state = "timeout" if run.timed_out else ("ok" if run.rc == 0 else "rc=%d" % run.rc)
     print("  %-44s %8.1f s wall %7.1f s cpu  %3d changed  %s" % (label, run.wall, run.cpu, run.changed, state),
@@ -231,13 +258,11 @@ def check_map(tb, container, expected):
 
 
 def e2e(args, tb, env, tmp):
-    plan = []   # (way, n)
-    for way in args.ways:
-        n = args.lineinfile_entries if way == "lineinfile" else args.entries
-        plan.append((way, n))
-    if "lineinfile" in args.ways and args.lineinfile_entries != args.entries:
-        # The same size for the other ways, for like-for-like ratios.
-        plan += [(w, args.lineinfile_entries) for w in ("ours", "template") if w in args.ways]
+    size = {"lineinfile": args.lineinfile_entries, "role": args.role_entries}
+    plan = [(way, size.get(way, args.entries)) for way in args.ways]   # (way, entries)
+    for n in sorted({n for _w, n in plan} - {args.entries}):
+        # ours and the template at the smaller sizes too, for like-for-like ratios.
+        plan += [(w, n) for w in ("ours", "template") if w in args.ways]
     rows = []
     for way, n in plan:
         hostname = "%s-%d.bench.example" % (way, n)
@@ -405,19 +430,25 @@ def main():
                     help="run only these parts (repeatable); default: all")
     ap.add_argument("--compile-args", default="", help="arguments for bench/compile.py, e.g. '--runs 1'")
     ap.add_argument("--entries", type=int, default=10000, help="virtual map size, end to end")
-    ap.add_argument("--lineinfile-entries", type=int, default=500,
-                    help="map size for the lineinfile way (one module run per entry: ~0.2 s each here)")
+    ap.add_argument("--lineinfile-entries", type=int, default=200,
+                    help="map size for the lineinfile way (one module run per entry: ~0.35 s each here)")
+    ap.add_argument("--role-entries", type=int, default=1000,
+                    help="map size for the role way (its inventory checks grow with the square of the aliases)")
     ap.add_argument("--ways", default="ours,template,lineinfile,role", help="e2e ways (bench/e2e/WAY.yml)")
     ap.add_argument("--fleet-sizes", default="1,4,8")
     ap.add_argument("--forks", default="1,4,8")
     ap.add_argument("--fleet-aliases", type=int, default=0, help="extra virtual aliases in the fleet inventory")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per ansible-playbook run")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="run every playbook under cProfile (bench/lib/profile_playbook.py), files in DIR/<run>/")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "out", "results.json"))
     args = ap.parse_args()
     args.ways = args.ways.split(",")
     args.fleet_sizes = [int(x) for x in args.fleet_sizes.split(",")]
     args.forks = [int(x) for x in args.forks.split(",")]
     parts = args.only or ["compile", "e2e", "fleet"]
+    global PROFILE_DIR  # pylint: disable=global-statement
+    PROFILE_DIR = os.path.abspath(args.profile) if args.profile else None
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
