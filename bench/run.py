@@ -402,8 +402,8 @@ def report(info, compile_lines, e2e_rows, fleet_rows):
             base = ours.get((r["n"], r["step"]))
             ratio = "%8.2fx" % (r["wall"] / base) if base and r["rc"] == 0 else "       -"
             state = "timeout" if r["timeout"] else ("ok" if not r["problems"] else "WRONG: " + "; ".join(r["problems"]))
-            out.append("  %-11s %7d  %-12s %9.1f %9s %8d  %s" % (r["way"], r["n"], r["step"], r["wall"], ratio,
-                                                                  r["changed"], state))
+            row = (r["way"], r["n"], r["step"], r["wall"], ratio, r["changed"], state)
+            out.append("  %-11s %7d  %-12s %9.1f %9s %8d  %s" % row)
         for way in dict.fromkeys(r["way"] for r in e2e_rows):
             rows = [r for r in e2e_rows if r["way"] == way and r["n"] == max(x["n"] for x in e2e_rows if x["way"] == way)]
             out += ["  where the time goes, %s (%d entries, all steps):" % (way, rows[0]["n"])] + where_time_goes(rows, 6)
