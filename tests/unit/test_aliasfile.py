@@ -11,8 +11,6 @@ import io
 import os
 import re
 import shutil
-import struct
-import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -20,72 +18,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _logical_lines
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import EntryError
+from postfix_oracle import Oracle, warning_kind
 
 POSTALIAS = shutil.which("postalias") or "/usr/sbin/postalias"
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 YP = (b"YP_LAST_MODIFIED", b"YP_MASTER_NAME")
 
 
-def read_cdb(path):
-    """Every (key, value) of a cdb file in file order (records precede the hash tables)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    end = min(struct.unpack_from("<256I", data)[::2])
-    out = []
-    pos = 2048
-    while pos < end:
-        klen, dlen = struct.unpack_from("<II", data, pos)
-        pos += 8
-        out.append((data[pos:pos + klen], data[pos + klen:pos + klen + dlen]))
-        pos += klen + dlen
-    return out
-
-
-_LINE_WARNING = re.compile(r"^\S+: warning: .*?, line (\d+): (.*)$")
-
-
-class Oracle(object):
-    """Real postalias with its own main.cf."""
-
-    def __init__(self, root, smtputf8):
-        self.root = root
-        self.config = os.path.join(root, "cf")
-        os.makedirs(self.config)
-        with open(os.path.join(self.config, "main.cf"), "w") as f:
-            f.write("compatibility_level = 3.6\nmyhostname = oracle.example\nsmtputf8_enable = %s\n"
-                    % ("yes" if smtputf8 else "no"))
-        self.count = 0
-
-    def compile(self, data):
-        self.count += 1
-        path = os.path.join(self.root, "aliases%d" % self.count)
-        with open(path, "wb") as f:
-            f.write(data)
-        proc = subprocess.run([POSTALIAS, "-c", self.config, "cdb:" + path],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        err = proc.stderr.decode("utf-8", "surrogateescape")
-        assert proc.returncode == 0, err
-        records = read_cdb(path + ".cdb")
-        os.unlink(path)
-        os.unlink(path + ".cdb")
-        lines, other = [], []
-        for text in err.splitlines():
-            m = _LINE_WARNING.match(text)
-            if m:
-                lines.append((int(m.group(1)), m.group(2)))
-            else:
-                other.append(text)
-        return records, lines, other
-
-
 @pytest.fixture(scope="module")
 def oracles(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("postalias"))
-    return {True: Oracle(os.path.join(root, "utf8"), True), False: Oracle(os.path.join(root, "ascii"), False)}
+    return {True: Oracle(os.path.join(root, "utf8"), POSTALIAS, True),
+            False: Oracle(os.path.join(root, "ascii"), POSTALIAS, False)}
 
 
-def _kind(message):
-    return message.split('"')[0].split("'")[0].strip()
 
 
 def assert_same_as_postalias(oracle, data, smtputf8=True):
@@ -103,9 +49,9 @@ def assert_same_as_postalias(oracle, data, smtputf8=True):
     keys = set(k for k, v in ours)
     expected += [r for r in extra if r[0] not in keys]
     assert theirs == expected
-    assert sorted((w.line, _kind(w.message)) for w in warnings
+    assert sorted((w.line, warning_kind(w.message)) for w in warnings
                   if "duplicate entry" not in w.message and "must not start" not in w.message) == sorted(
-        (n, _kind(m)) for n, m in line_warnings)
+        (n, warning_kind(m)) for n, m in line_warnings)
     dups = len([w for w in warnings if "duplicate entry" in w.message]) + (b"@" in keys)
     assert dups == len([t for t in other if "duplicate entry" in t])
     assert len([w for w in warnings if "must not start" in w.message]) == len(

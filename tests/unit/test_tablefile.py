@@ -12,8 +12,6 @@ import io
 import os
 import re
 import shutil
-import struct
-import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -21,68 +19,17 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ansible_collections.mailops.postfix.plugins.module_utils import _logical_lines, _tablefile
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import EntryError
+from postfix_oracle import Oracle, warning_kind
 
 POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-def read_cdb(path):
-    """Every (key, value) of a cdb file in file order (records precede the hash tables)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    end = min(struct.unpack_from("<256I", data)[::2])
-    out = []
-    pos = 2048
-    while pos < end:
-        klen, dlen = struct.unpack_from("<II", data, pos)
-        pos += 8
-        out.append((data[pos:pos + klen], data[pos + klen:pos + klen + dlen]))
-        pos += klen + dlen
-    return out
-
-
-_LINE_WARNING = re.compile(r"^\S+: warning: .*?, line (\d+): (.*)$")
-
-
-class Oracle(object):
-    """Real postmap with its own main.cf (smtputf8 on or off)."""
-
-    def __init__(self, root, smtputf8):
-        self.root = root
-        self.config = os.path.join(root, "cf")
-        os.makedirs(self.config)
-        with open(os.path.join(self.config, "main.cf"), "w") as f:
-            f.write("compatibility_level = 3.6\nmyhostname = oracle.example\nsmtputf8_enable = %s\n"
-                    % ("yes" if smtputf8 else "no"))
-        self.count = 0
-
-    def compile(self, data, tool=POSTMAP, options=()):
-        """(records, line warnings [(line, message)], other warnings) of real postmap."""
-        self.count += 1
-        path = os.path.join(self.root, "src%d" % self.count)
-        with open(path, "wb") as f:
-            f.write(data)
-        proc = subprocess.run([tool, "-c", self.config] + list(options) + ["cdb:" + path],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        err = proc.stderr.decode("utf-8", "surrogateescape")
-        assert proc.returncode == 0, err
-        records = read_cdb(path + ".cdb")
-        os.unlink(path)
-        os.unlink(path + ".cdb")
-        lines, other = [], []
-        for text in err.splitlines():
-            m = _LINE_WARNING.match(text)
-            if m:
-                lines.append((int(m.group(1)), m.group(2)))
-            else:
-                other.append(text)
-        return records, lines, other
-
-
 @pytest.fixture(scope="module")
 def oracles(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("postmap"))
-    return {True: Oracle(os.path.join(root, "utf8"), True), False: Oracle(os.path.join(root, "ascii"), False)}
+    return {True: Oracle(os.path.join(root, "utf8"), POSTMAP, True),
+            False: Oracle(os.path.join(root, "ascii"), POSTMAP, False)}
 
 
 def _ascii(text):
@@ -91,9 +38,6 @@ def _ascii(text):
     return bytes(c if c < 0x80 else 0x3F for c in text.encode("utf-8", "surrogateescape"))
 
 
-def _kind(message):
-    """Compare warnings by what they say, not by how the offending bytes are printed."""
-    return message.split('"')[0].split("'")[0].strip()
 
 
 def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
@@ -104,9 +48,9 @@ def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
     keys, values, compiled_warnings = _tablefile.TableDocument.compile(
         data, "src", fold=fold, smtputf8=smtputf8, strict=False)
     assert list(zip(keys, values)) == ours and compiled_warnings == warnings
-    our_lines = sorted((w.line, _kind(w.message)) for w in warnings
+    our_lines = sorted((w.line, warning_kind(w.message)) for w in warnings
                        if "duplicate entry" not in w.message and "must not start" not in w.message)
-    assert our_lines == sorted((n, _kind(m)) for n, m in line_warnings)
+    assert our_lines == sorted((n, warning_kind(m)) for n, m in line_warnings)
     assert sorted(_ascii(w.message) for w in warnings if "duplicate entry" in w.message) == sorted(
         _ascii('duplicate entry: "%s"' % t.split('duplicate entry: "', 1)[1][:-1]) for t in other
         if "duplicate entry" in t)
