@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import struct
 import subprocess
 
 _LINE_WARNING = re.compile(r"^\S+: warning: .*?, line (\d+): (.*)$")
+
+KEY_CHARS = string.ascii_lowercase + string.digits + "@.+-_=/"
+VALUE_CHARS = KEY_CHARS + " ,:"
 
 
 def read_cdb(path):
@@ -72,3 +76,22 @@ class Oracle(object):
             else:
                 other.append(text)
         return records, lines, other
+
+
+def postmap_query(confdir, spec, keys):
+    """Values real postmap finds for ``keys`` in ``spec`` (TYPE:PATH), one ``postmap -q -`` run."""
+    proc = subprocess.run(["postmap", "-c", confdir, "-q", "-", spec],
+                          input=b"".join(k + b"\n" for k in keys), capture_output=True, check=False)
+    assert proc.returncode in (0, 1), proc.stderr
+    return dict(line.split(b"\t", 1) for line in proc.stdout.splitlines())
+
+
+def random_records(rng, n, value_len=60):
+    """``n`` records with unique keys in random order, values of up to ``value_len`` chars."""
+    keys = set()
+    while len(keys) < n:
+        keys.add("".join(rng.choice(KEY_CHARS) for _i in range(rng.randint(1, 40))).encode())
+    keys = sorted(keys)
+    rng.shuffle(keys)
+    return [(k, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.randint(0, value_len))).strip() or "v").encode())
+            for k in keys]

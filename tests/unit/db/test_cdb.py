@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import string
 import subprocess
 import tempfile
 
@@ -20,23 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes, cdb, get_format, index_path
+from postfix_oracle import KEY_CHARS, VALUE_CHARS, postmap_query, random_records
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
-KEY_CHARS = string.ascii_lowercase + string.digits + "@.+-_=/"
-VALUE_CHARS = KEY_CHARS + " ,:"
 
 
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory):
-    """A config dir for postmap -c: SMTPUTF8 on (compatibility_level >= 1) as on Debian.
-
-    main.cf is dated in the past: dict_load_file_xt() re-reads (with sleeps) a file whose
-    mtime is too recent, which would cost every postmap run seconds.
-    """
-    d = tmp_path_factory.mktemp("conf")
-    (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.test\n")
-    os.utime(str(d / "main.cf"), (1000000000, 1000000000))
-    return str(d)
 
 
 def postmap_build(confdir, source, lines):
@@ -47,22 +34,8 @@ def postmap_build(confdir, source, lines):
         return f.read()
 
 
-def postmap_query(confdir, table, keys):
-    """Values real postmap finds for ``keys`` in cdb:``table`` (one ``postmap -q -`` run)."""
-    proc = subprocess.run(["postmap", "-c", confdir, "-q", "-", "cdb:" + table],
-                          input=b"".join(k + b"\n" for k in keys), capture_output=True, check=False)
-    assert proc.returncode in (0, 1), proc.stderr
-    return dict(line.split(b"\t", 1) for line in proc.stdout.splitlines())
 
 
-def random_records(rng, n):
-    keys = set()
-    while len(keys) < n:
-        keys.add("".join(rng.choice(KEY_CHARS) for _i in range(rng.randint(1, 40))).encode())
-    keys = sorted(keys)
-    rng.shuffle(keys)
-    return [(k, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.randint(0, 60))).strip() or "v").encode())
-            for k in keys]
 
 
 def test_interface():
@@ -86,7 +59,7 @@ def test_postmap_reads_ours(tmp_path, confdir):
     records = random_records(random.Random(7), 500)
     ours = str(tmp_path / "ours")
     cdb.write(ours + ".cdb", records)
-    found = postmap_query(confdir, ours, [k for k, _v in records] + [b"absent@example.com"])
+    found = postmap_query(confdir, "cdb:" + ours, [k for k, _v in records] + [b"absent@example.com"])
     assert found == dict(records)
     for key, value in records[:5]:
         proc = subprocess.run(["postmap", "-c", confdir, "-q", key, "cdb:" + ours], capture_output=True, check=False)
@@ -106,7 +79,7 @@ def test_unicode_keys_folded_by_postmap(tmp_path, confdir):
     assert cdb.dumps(records) == theirs
     ours = str(tmp_path / "ours")
     cdb.write(ours + ".cdb", records)
-    assert postmap_query(confdir, ours, [w.encode() for w in words]) == {
+    assert postmap_query(confdir, "cdb:" + ours, [w.encode() for w in words]) == {
         w.encode(): v for w, (_k, v) in zip(words, records)}
     for key, value in records:
         assert cdb.lookup(ours + ".cdb", key) == value
@@ -222,7 +195,7 @@ def test_100k_entries(tmp_path, confdir):
     assert open(ours + ".cdb", "rb").read() == theirs
     assert list(cdb.read(source + ".cdb")) == records
     sample = rng.sample(records, 2000)
-    assert postmap_query(confdir, ours, [k for k, _v in sample]) == dict(sample)
+    assert postmap_query(confdir, "cdb:" + ours, [k for k, _v in sample]) == dict(sample)
     for key, value in sample[:200]:
         assert cdb.lookup(ours + ".cdb", key) == value
 

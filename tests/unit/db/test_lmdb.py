@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import os
 import random
-import string
 import subprocess
 import sys
 import tempfile
@@ -19,24 +18,12 @@ from hypothesis import strategies as st
 
 from ansible_collections.mailops.postfix.plugins.module_utils._db import get_format, index_path
 from ansible_collections.mailops.postfix.plugins.module_utils._db import lmdb as lmdb_format
+from postfix_oracle import KEY_CHARS, VALUE_CHARS, postmap_query, random_records
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import MissingLibrary, PostfixError
 
-KEY_CHARS = string.ascii_lowercase + string.digits + "@.+-_=/"
-VALUE_CHARS = KEY_CHARS + " ,:"
 MODULE = "ansible_collections.mailops.postfix.plugins.module_utils._db.lmdb"
 
 
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory):
-    """A config dir for postmap -c: SMTPUTF8 on (compatibility_level >= 1) as on Debian.
-
-    main.cf is dated in the past: dict_load_file_xt() re-reads (with sleeps) a file whose
-    mtime is too recent, which would cost every postmap run seconds.
-    """
-    d = tmp_path_factory.mktemp("conf")
-    (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.test\n")
-    os.utime(str(d / "main.cf"), (1000000000, 1000000000))
-    return str(d)
 
 
 def nul(records):
@@ -55,21 +42,8 @@ def postmap_dump(confdir, table):
     return sorted(tuple(line.split(b"\t", 1)) for line in proc.stdout.splitlines())
 
 
-def postmap_query(confdir, table, keys):
-    proc = subprocess.run(["postmap", "-c", confdir, "-q", "-", "lmdb:" + table],
-                          input=b"".join(k + b"\n" for k in keys), capture_output=True, check=False)
-    assert proc.returncode in (0, 1), proc.stderr
-    return dict(line.split(b"\t", 1) for line in proc.stdout.splitlines())
 
 
-def random_records(rng, n, value_len=60):
-    keys = set()
-    while len(keys) < n:
-        keys.add("".join(rng.choice(KEY_CHARS) for _i in range(rng.randint(1, 40))).encode())
-    keys = sorted(keys)
-    rng.shuffle(keys)
-    return [(k, ("".join(rng.choice(VALUE_CHARS) for _i in range(rng.randint(0, value_len))).strip() or "v").encode())
-            for k in keys]
 
 
 def test_interface():
@@ -85,7 +59,7 @@ def test_postmap_reads_ours(tmp_path, confdir, n):
     lmdb_format.write(ours + ".lmdb", nul(records))
     assert sorted(os.listdir(str(tmp_path))) == ["ours.lmdb"]  # no "-lock" file
     assert postmap_dump(confdir, ours) == sorted(records)
-    assert postmap_query(confdir, ours, [k for k, _v in records] + [b"absent@example.com"]) == dict(records)
+    assert postmap_query(confdir, "lmdb:" + ours, [k for k, _v in records] + [b"absent@example.com"]) == dict(records)
     for key, value in records[:3]:
         proc = subprocess.run(["postmap", "-c", confdir, "-q", key, "lmdb:" + ours], capture_output=True, check=False)
         assert (proc.returncode, proc.stdout) == (0, value + b"\n")
@@ -117,7 +91,7 @@ def test_unicode_keys(tmp_path, confdir):
     ours = str(tmp_path / "ours")
     lmdb_format.write(ours + ".lmdb", expected)
     assert postmap_dump(confdir, ours) == postmap_dump(confdir, str(tmp_path / "virtual"))
-    assert postmap_query(confdir, ours, [w.encode() for w in words]) == {
+    assert postmap_query(confdir, "lmdb:" + ours, [w.encode() for w in words]) == {
         w.encode(): b"value-%d" % i for i, w in enumerate(words)}
 
 
@@ -146,7 +120,7 @@ def test_key_size_limit(tmp_path, confdir):
     ok = b"k" * 510 + b"\0"
     path = str(tmp_path / "ok")
     lmdb_format.write(path + ".lmdb", [(ok, b"v\0")])
-    assert postmap_query(confdir, path, [ok[:-1]]) == {ok[:-1]: b"v"}
+    assert postmap_query(confdir, "lmdb:" + path, [ok[:-1]]) == {ok[:-1]: b"v"}
     long_key = b"x" * 600 + b"@example.com\0"
     with pytest.raises(PostfixError, match=r"key 'xxxx.*613 bytes.*511 bytes") as info:
         lmdb_format.write(str(tmp_path / "bad.lmdb"), [(b"a\0", b"b\0"), (long_key, b"v\0")])
@@ -200,7 +174,7 @@ def test_100k_entries(tmp_path, confdir):
     lmdb_format.write(ours + ".lmdb", nul(records))
     assert postmap_dump(confdir, ours) == sorted(records)
     sample = rng.sample(records, 2000)
-    assert postmap_query(confdir, ours, [k for k, _v in sample]) == dict(sample)
+    assert postmap_query(confdir, "lmdb:" + ours, [k for k, _v in sample]) == dict(sample)
     theirs = postmap_build(confdir, str(tmp_path / "virtual"), [k + b" " + v for k, v in records])
     assert list(lmdb_format.read(theirs)) == sorted(nul(records))
 
