@@ -32,8 +32,6 @@ def oracles(tmp_path_factory):
             False: Oracle(os.path.join(root, "ascii"), POSTALIAS, False)}
 
 
-
-
 def assert_same_as_postalias(oracle, data, smtputf8=True):
     doc = _aliasfile.parse(data, "aliases", smtputf8=smtputf8, strict=False)
     ours, warnings = doc.records()

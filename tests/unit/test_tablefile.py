@@ -38,8 +38,6 @@ def _ascii(text):
     return bytes(c if c < 0x80 else 0x3F for c in text.encode("utf-8", "surrogateescape"))
 
 
-
-
 def assert_same_as_postmap(oracle, data, smtputf8, fold=True):
     doc = _tablefile.parse(data, "src", fold=fold, smtputf8=smtputf8, strict=False)
     ours, warnings = doc.records()

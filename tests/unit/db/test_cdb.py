@@ -23,19 +23,12 @@ from postfix_oracle import KEY_CHARS, VALUE_CHARS, postmap_query, random_records
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 
-
-
-
 def postmap_build(confdir, source, lines):
     with open(source, "wb") as f:
         f.write(b"".join(line + b"\n" for line in lines))
     subprocess.run(["postmap", "-c", confdir, "cdb:" + source], check=True, capture_output=True)
     with open(source + ".cdb", "rb") as f:
         return f.read()
-
-
-
-
 
 
 def test_interface():

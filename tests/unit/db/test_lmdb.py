@@ -24,8 +24,6 @@ from ansible_collections.mailops.postfix.plugins.module_utils._errors import Mis
 MODULE = "ansible_collections.mailops.postfix.plugins.module_utils._db.lmdb"
 
 
-
-
 def nul(records):
     return [(k + b"\0", v + b"\0") for k, v in records]
 
@@ -40,10 +38,6 @@ def postmap_build(confdir, source, lines):
 def postmap_dump(confdir, table):
     proc = subprocess.run(["postmap", "-c", confdir, "-s", "lmdb:" + table], capture_output=True, check=True)
     return sorted(tuple(line.split(b"\t", 1)) for line in proc.stdout.splitlines())
-
-
-
-
 
 
 def test_interface():
