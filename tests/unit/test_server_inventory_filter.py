@@ -1,0 +1,217 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The server role's inventory filters: layering, catch-alls, every problem message, size."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.mailops.postfix.plugins.filter.server_inventory import (
+    FilterModule, server_alias_entries, server_domains, server_problems, server_virtual_entries)
+
+BASE = {"postmaster": ["root"]}
+ROLE_NOTE = " is set by the role (from postfix_server_virtual_alias_domains and postfix_server_table_type); remove it"
+MYDEST_NOTE = "; a domain must never be both a virtual alias domain and in mydestination"
+VIRTUAL_UNSAFE = (" is a command, file or include; virtual aliases take addresses"
+                  " (route to a name in postfix_server_aliases instead)")
+LOCAL_UNSAFE = (" runs a command or writes a file as the recipient;"
+                " set postfix_server_allow_unsafe_targets: true to allow it")
+
+
+def problems(**inventory):
+    allow = inventory.pop("allow_unsafe_targets", False)
+    return server_problems({"postfix_server_" + k: v for k, v in inventory.items()}, allow_unsafe_targets=allow)
+
+
+def test_filters_are_registered():
+    assert set(FilterModule().filters()) == {
+        "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems"}
+
+
+# Layering
+
+
+def test_domains_merge_fleet_then_host_host_wins_per_alias():
+    fleet = [{"domain": " Example.TLD ", "aliases": {"info": ["alice"], "sales": ["bob"]}, "catch_all": ["root"]},
+             {"domain": "other.tld", "aliases": {"a": "b"}}]
+    host = [{"domain": "example.tld", "aliases": {"info": ["carol"], "new": ["dave"]}, "catch_all": None},
+            {"domain": "host.tld"}]
+    assert server_domains(fleet, host) == [
+        {"domain": "example.tld", "aliases": {"info": ["carol"], "sales": ["bob"], "new": ["dave"]}, "catch_all": ["root"]},
+        {"domain": "other.tld", "aliases": {"a": "b"}},
+        {"domain": "host.tld", "aliases": {}},
+    ]
+    # The inputs are not changed.
+    assert fleet[0]["aliases"] == {"info": ["alice"], "sales": ["bob"]}
+
+
+def test_domains_host_catch_all_replaces_fleet_one_and_odd_items_are_skipped():
+    fleet = [{"domain": "example.tld", "catch_all": "a"}, "not a mapping", None]
+    host = [{"domain": "EXAMPLE.tld", "catch_all": ["b"], "aliases": ["not", "a", "mapping"]}]
+    assert server_domains(fleet, host) == [{"domain": "example.tld", "aliases": {}, "catch_all": ["b"]}]
+    assert server_domains(None, None) == server_domains([], []) == []
+
+
+def test_virtual_entries_addresses_targets_and_catch_all():
+    domains = [{"domain": "example.tld", "aliases": {
+        "Zed": "x", "info": " a , b ", "Sales@Example.TLD": ["c"], "none": None, "num": 5, " Bob ": ["d "]},
+        "catch_all": "root, ops"},
+        {"domain": "other.tld", "aliases": {"info@example.tld": ["late"]}, "catch_all": ["z"]}]
+    entries = server_virtual_entries(domains)
+    assert entries == {
+        "bob@example.tld": ["d"], "info@example.tld": ["late"], "none@example.tld": [], "num@example.tld": ["5"],
+        "sales@example.tld": ["c"], "zed@example.tld": ["x"], "@example.tld": ["root", "ops"], "@other.tld": ["z"]}
+    # Per domain in key order (case-insensitive), catch-all last; a later domain overrides in place.
+    assert list(entries) == ["bob@example.tld", "info@example.tld", "none@example.tld", "num@example.tld",
+                             "sales@example.tld", "zed@example.tld", "@example.tld", "@other.tld"]
+
+
+def test_alias_entries_layers_later_wins_and_names_fold():
+    assert server_alias_entries(BASE, {"Root": ["admin"], "ops": "a,b"}, {"root": "ops , dev", "postmaster": None}) == {
+        "postmaster": [], "root": ["ops", "dev"], "ops": ["a", "b"]}
+    assert server_alias_entries(BASE, None, {}) == {"postmaster": ["root"]}
+    with pytest.raises(AnsibleFilterError):
+        server_alias_entries(BASE, ["not", "a", "mapping"])
+
+
+# Problems
+
+
+def test_no_problems_for_a_good_inventory():
+    assert problems(
+        main_cf={"myhostname": "mx1.example.tld", "mydestination": ["$myhostname", "localhost.$mydomain", "localhost"]},
+        main_cf_host={}, virtual_alias_domains=[{"domain": "example.tld", "aliases": {"info": ["alice", "bob@x.tld"],
+                                                                                    "b@Example.TLD": "c"},
+                                                 "catch_all": "root"}],
+        virtual_alias_domains_host=None, aliases={"root": ["admin"]}, aliases_host={"prog": ["|/usr/bin/logger"]},
+        allow_unsafe_targets=True) == []
+    assert server_problems({}) == []
+
+
+def test_role_owned_main_cf_parameters():
+    assert problems(main_cf={"alias_maps": ["hash:/etc/aliases", "x"], "virtual_alias_domains": "a"},
+                    main_cf_host={"virtual_alias_maps": "hash:/x", "alias_database": "hash:/y"}) == [
+        "postfix_server_main_cf.virtual_alias_domains: a" + ROLE_NOTE,
+        "postfix_server_main_cf.alias_maps: ['hash:/etc/aliases', 'x']" + ROLE_NOTE,
+        "postfix_server_main_cf_host.virtual_alias_maps: hash:/x" + ROLE_NOTE,
+        "postfix_server_main_cf_host.alias_database: hash:/y" + ROLE_NOTE,
+    ]
+
+
+@pytest.mark.parametrize(("main_cf", "mydest"), [
+    ({"myhostname": "MX1.Example.tld", "mydestination": ["$myhostname", "localhost.$mydomain", "${mydomain}"]},
+     "mx1.example.tld, localhost.example.tld, example.tld"),
+    ({"myhostname": "a.b", "mydomain": "Example.TLD", "mydestination": "${myhostname},  $mydomain localhost"},
+     "a.b, example.tld, localhost"),
+    ({"mydestination": ["$mydomain", "Example.TLD "]}, "$mydomain, example.tld"),
+])
+def test_domain_in_mydestination_after_expansion(main_cf, mydest):
+    assert problems(main_cf=main_cf, virtual_alias_domains_host=[{"domain": "example.tld"}]) == [
+        "postfix_server_virtual_alias_domains_host[0].domain: example.tld is also in mydestination (%s)%s"
+        % (mydest, MYDEST_NOTE)]
+
+
+def test_mydestination_from_the_host_layer_wins():
+    assert problems(main_cf={"mydestination": ["example.tld"]}, main_cf_host={"mydestination": ["localhost"]},
+                    virtual_alias_domains=[{"domain": "example.tld"}]) == []
+
+
+def test_domain_names():
+    assert problems(virtual_alias_domains=[
+        {"domain": ""}, "a string", {"domain": None}, {"domain": 12}, {"domain": "-bad.tld"}, {"domain": "nodot"},
+        {"domain": " Good_1.Example-x.TLD "}]) == [
+        "postfix_server_virtual_alias_domains[0].domain:  is not a domain name",
+        "postfix_server_virtual_alias_domains[1].domain:  is not a domain name",
+        "postfix_server_virtual_alias_domains[2].domain: None is not a domain name",
+        "postfix_server_virtual_alias_domains[3].domain: 12 is not a domain name",
+        "postfix_server_virtual_alias_domains[4].domain: -bad.tld is not a domain name",
+        "postfix_server_virtual_alias_domains[5].domain: nodot is not a domain name",
+    ]
+
+
+def test_virtual_alias_messages():
+    where = "postfix_server_virtual_alias_domains[0]"
+    assert problems(virtual_alias_domains=[{"domain": "Example.tld", "aliases": {
+        "info": "a, b,", "none": None, "empty": [], "bad key": ["x"], "a,b": ["x"], "c:d": ["x"], "@x": ["y"],
+        "": ["y"], "a@other.tld": ["z"], "b@EXAMPLE.tld": ["z"], "prog": ["|/bin/x"], "file": ['"/tmp/f'],
+        "inc": [":include:/l"], "sp": ["a b"]}, "catch_all": "root, "}]) == [
+        where + ".aliases: info has an empty target in a, b,",
+        where + ".aliases: none has no target (None)",
+        where + ".aliases: empty has no target ([])",
+        where + ".aliases: bad key is not a local part or an address",
+        where + ".aliases: a,b is not a local part or an address",
+        where + ".aliases: c:d is not a local part or an address",
+        where + ".aliases: @x is not a local part or an address",
+        where + ".aliases:  is not a local part or an address",
+        where + ".aliases: a@other.tld is not an address in example.tld",
+        where + ".aliases: prog: |/bin/x" + VIRTUAL_UNSAFE,
+        where + '.aliases: file: "/tmp/f' + VIRTUAL_UNSAFE,
+        where + ".aliases: inc: :include:/l" + VIRTUAL_UNSAFE,
+        where + ".aliases: sp: a b contains a space; give one target per list item",
+        where + ".catch_all has an empty target in root, ",
+    ]
+
+
+def test_catch_all_messages():
+    assert problems(virtual_alias_domains_host=[
+        {"domain": "a.tld", "catch_all": []}, {"domain": "b.tld", "catch_all": "|evil"},
+        {"domain": "c.tld", "catch_all": None}, {"domain": "d.tld", "catch_all": ["x y"]}]) == [
+        "postfix_server_virtual_alias_domains_host[0].catch_all has no target ([])",
+        "postfix_server_virtual_alias_domains_host[1].catch_all: |evil" + VIRTUAL_UNSAFE,
+        "postfix_server_virtual_alias_domains_host[3].catch_all: x y contains a space; give one target per list item",
+    ]
+
+
+def test_local_alias_messages():
+    assert problems(aliases={"bad name": ["x"], "a@b": ["x"], "a:b": ["x"], "": ["x"], "nobody": [], "nil": None,
+                             "e": "a,,b", "prog": ["|/usr/bin/logger", ":include:/x", "/file", '"|q'], "n": 7},
+                    aliases_host={"broken": []}) == [
+        "postfix_server_aliases: bad name is not a local alias name",
+        "postfix_server_aliases: a@b is not a local alias name",
+        "postfix_server_aliases: a:b is not a local alias name",
+        "postfix_server_aliases:  is not a local alias name",
+        "postfix_server_aliases.nobody has no target ([])",
+        "postfix_server_aliases.nil has no target (None)",
+        "postfix_server_aliases.e has an empty target in a,,b",
+        "postfix_server_aliases.prog: |/usr/bin/logger" + LOCAL_UNSAFE,
+        "postfix_server_aliases.prog: :include:/x" + LOCAL_UNSAFE,
+        "postfix_server_aliases.prog: /file" + LOCAL_UNSAFE,
+        'postfix_server_aliases.prog: "|q' + LOCAL_UNSAFE,
+        "postfix_server_aliases_host.broken has no target ([])",
+    ]
+    assert problems(aliases={"prog": ["|/usr/bin/logger"]}, allow_unsafe_targets=True) == []
+
+
+def test_problems_in_variable_order():
+    got = problems(aliases_host={"x": []}, aliases={"y": []}, virtual_alias_domains_host=[{"domain": "x"}],
+                   virtual_alias_domains=[{"domain": "y"}], main_cf_host={"alias_maps": "h"}, main_cf={"alias_maps": "f"})
+    assert [p.split(".")[0].split("[")[0].split(":")[0] for p in got] == [
+        "postfix_server_main_cf", "postfix_server_main_cf_host", "postfix_server_virtual_alias_domains",
+        "postfix_server_virtual_alias_domains_host", "postfix_server_aliases", "postfix_server_aliases_host"]
+
+
+def test_non_mapping_aliases_of_a_domain_are_an_error():
+    with pytest.raises(AnsibleFilterError, match=r"postfix_server_virtual_alias_domains\[0\]\.aliases"):
+        problems(virtual_alias_domains=[{"domain": "a.tld", "aliases": ["x"]}])
+
+
+# Size
+
+
+def test_ten_thousand_aliases():
+    n = 10000
+    fleet = [{"domain": "example.tld", "aliases": {"user%05d" % i: ["u%d@x.tld" % i, "ops"] for i in range(n)}}]
+    host = [{"domain": "example.tld", "aliases": {"user%05d" % i: "host%d" % i for i in range(0, n, 2)}}]
+    local = {"l%05d" % i: ["root"] for i in range(n)}
+    domains = server_domains(fleet, host)
+    entries = server_virtual_entries(domains)
+    assert len(entries) == n
+    assert entries["user00000@example.tld"] == ["host0"]
+    assert entries["user00001@example.tld"] == ["u1@x.tld", "ops"]
+    assert entries["user09999@example.tld"] == ["u9999@x.tld", "ops"]
+    assert len(server_alias_entries(BASE, local, {})) == n + 1
+    assert problems(virtual_alias_domains=fleet, virtual_alias_domains_host=host, aliases=local) == []
+    local["bad one"] = []
+    assert problems(virtual_alias_domains=fleet, aliases=local) == ["postfix_server_aliases: bad one is not a local alias name"]
