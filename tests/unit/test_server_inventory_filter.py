@@ -80,11 +80,11 @@ def test_alias_entries_layers_later_wins_and_names_fold():
 
 
 def test_no_problems_for_a_good_inventory():
+    domain = {"domain": "example.tld", "aliases": {"info": ["alice", "bob@x.tld"], "b@Example.TLD": "c"},
+              "catch_all": "root"}
     assert problems(
         main_cf={"myhostname": "mx1.example.tld", "mydestination": ["$myhostname", "localhost.$mydomain", "localhost"]},
-        main_cf_host={}, virtual_alias_domains=[{"domain": "example.tld", "aliases": {"info": ["alice", "bob@x.tld"],
-                                                                                    "b@Example.TLD": "c"},
-                                                 "catch_all": "root"}],
+        main_cf_host={}, virtual_alias_domains=[domain],
         virtual_alias_domains_host=None, aliases={"root": ["admin"]}, aliases_host={"prog": ["|/usr/bin/logger"]},
         allow_unsafe_targets=True) == []
     assert server_problems({}) == []
