@@ -6,7 +6,9 @@ import importlib
 import io
 import json
 from contextlib import redirect_stdout
+from unittest import mock
 
+from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -21,7 +23,10 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Tru
     module = importlib.import_module("ansible_collections.mailops.postfix.plugins.modules." + name)
     args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     out = io.StringIO()
-    with patch_module_args(args), redirect_stdout(out):
+    # A module runs on the target: once anything in this process imported controller code
+    # (ansible.errors, a filter plugin), warn() would go to the controller's display instead
+    # of the module result.
+    with patch_module_args(args), redirect_stdout(out), mock.patch.object(_internal, "is_controller", False):
         try:
             module.main()
         except SystemExit:
