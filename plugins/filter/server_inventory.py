@@ -134,38 +134,42 @@ def _domain_problems(var, items, mydest, out):
             entries.append(('@' + domain, item['catch_all'], True))
         for key, value, catch_all in entries:
             label = where + ('.catch_all' if catch_all else '.aliases: ' + key)
-            targets = _targets(value)
             if not catch_all and (key == '' or BAD_ALIAS_KEY_RE.search(key) or key.startswith('@')):
                 out.append(label + ' is not a local part or an address')
             elif not catch_all and '@' in key and key.split('@')[-1].lower() != domain:
                 out.append('%s is not an address in %s' % (label, domain))
-            elif not any(targets):
-                out.append('%s has no target (%s)' % (label, value))
             else:
-                for t in targets:
-                    if t == '':
-                        out.append('%s has an empty target in %s' % (label, value))
-                    elif UNSAFE_TARGET_RE.search(t):
+                for t in _given_targets(label, value, out):
+                    if UNSAFE_TARGET_RE.search(t):
                         out.append('%s: %s is a command, file or include; virtual aliases take addresses'
                                    ' (route to a name in postfix_server_aliases instead)' % (label, t))
                     elif SPACE_RE.search(t):
                         out.append('%s: %s contains a space; give one target per list item' % (label, t))
 
 
+def _given_targets(label, value, out):
+    """The non-empty targets of ``value``, in order; a value with no target at all, or an empty
+    one among others, is reported in ``out`` at its place."""
+    targets = _targets(value)
+    if not any(targets):
+        out.append('%s has no target (%s)' % (label, value))
+        return
+    for t in targets:
+        if t == '':
+            out.append('%s has an empty target in %s' % (label, value))
+        else:
+            yield t
+
+
 def _alias_problems(var, aliases, allow_unsafe_targets, out):
     for name, value in _mapping(_or_default(aliases, {}), var).items():
         key = str(name).strip()
         label = var + '.' + key
-        targets = _targets(value)
         if key == '' or BAD_LOCAL_NAME_RE.search(key):
             out.append('%s: %s is not a local alias name' % (var, key))
-        elif not any(targets):
-            out.append('%s has no target (%s)' % (label, value))
         else:
-            for t in targets:
-                if t == '':
-                    out.append('%s has an empty target in %s' % (label, value))
-                elif UNSAFE_TARGET_RE.search(t) and not allow_unsafe_targets:
+            for t in _given_targets(label, value, out):
+                if UNSAFE_TARGET_RE.search(t) and not allow_unsafe_targets:
                     out.append('%s: %s runs a command or writes a file as the recipient;'
                                ' set postfix_server_allow_unsafe_targets: true to allow it' % (label, t))
 
