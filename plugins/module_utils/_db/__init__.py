@@ -26,11 +26,6 @@ Errors are raised as ``PostfixError`` subclasses with a message fit for a user.
 from __future__ import annotations
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-# Static imports: Ansible ships a module with the module_utils it imports by name, so a
-# format loaded with importlib would be missing on the target host.
-from ansible_collections.mailops.postfix.plugins.module_utils._db import cdb as _cdb
-from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as _hash
-from ansible_collections.mailops.postfix.plugins.module_utils._db import lmdb as _lmdb
 
 # Types whose index we can write and read. Other Postfix types either need no index
 # (texthash, regexp, pcre, cidr, inline, static) or are served over the network.
@@ -40,7 +35,6 @@ UNSUPPORTED_INDEXED_TYPES = ("btree", "dbm", "sdbm")
 # Types that read the source file itself at open time: no index, nothing to compile.
 SOURCE_READ_TYPES = ("texthash", "regexp", "pcre", "cidr")
 
-_FORMATS = {"hash": _hash, "cdb": _cdb, "lmdb": _lmdb}
 _SUFFIXES = {"hash": ".db", "btree": ".db", "cdb": ".cdb", "lmdb": ".lmdb", "dbm": ".pag", "sdbm": ".pag"}
 
 
@@ -49,12 +43,22 @@ class UnsupportedType(PostfixError):
 
 
 def get_format(type_name):
-    """Return the format module for a Postfix table type ("hash", "cdb", "lmdb")."""
-    try:
-        return _FORMATS[type_name]
-    except KeyError:
+    """Return the format module for a Postfix table type ("hash", "cdb", "lmdb").
+
+    Only the format asked for is imported (a process compiles one type). The imports are
+    written out by name, not done with importlib: Ansible ships a module with the
+    module_utils its source names, so a computed import would be missing on the target."""
+    # pylint: disable=import-outside-toplevel
+    if type_name == "hash":
+        from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as db_format
+    elif type_name == "cdb":
+        from ansible_collections.mailops.postfix.plugins.module_utils._db import cdb as db_format
+    elif type_name == "lmdb":
+        from ansible_collections.mailops.postfix.plugins.module_utils._db import lmdb as db_format
+    else:
         raise UnsupportedType(
             "unsupported table type %r: this engine compiles %s" % (type_name, ", ".join(INDEXED_TYPES)))
+    return db_format
 
 
 def index_path(source, type_name):

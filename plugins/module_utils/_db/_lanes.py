@@ -22,10 +22,11 @@ import sys
 from array import array
 from collections import Counter
 from itertools import repeat
-from operator import sub
 
 # Keys hashed per batch (bounds the size of the big integers).
 BATCH = 65536
+# The longest key hashed in a lane (see _lane_length).
+_LONGEST_LANE = 255
 
 
 def hash_one(key, multiplier, initial=0, bits=32):
@@ -58,8 +59,9 @@ def hashes(keys, multiplier, initial=0, bits=32):
         longest, alone = _lane_length(lengths)
         if alone:
             batch = [k if len(k) <= longest else b"" for k in batch]
+            lengths = list(map(len, batch))
         mask = int.from_bytes(lane_mask * n, "little")
-        state = _initial_lanes(lengths, longest, multiplier, initial & low, low, width) if initial else 0
+        state = _initial_lanes(bytes(lengths), longest, multiplier, initial & low, low, width) if initial else 0
         padded = b"".join(map(bytes.rjust, batch, repeat(longest, n), repeat(b"\0", n)))
         lanes = bytearray(width * n)
         for col in range(longest):
@@ -75,22 +77,18 @@ def hashes(keys, multiplier, initial=0, bits=32):
 
 def _initial_lanes(lengths, longest, multiplier, initial, low, width):
     """The starting state of every lane: ``initial * multiplier**-pad`` for a key padded
-    with ``pad`` NULs (a key longer than ``longest`` is hashed alone; its lane does not matter)."""
+    with ``pad`` NULs, ``lengths`` the key lengths as bytes (so ``longest`` < 256).  Each
+    byte of the lanes is the key length translated through a table of that byte of the
+    start for every length."""
     inverse = pow(multiplier, -1, low + 1)
-    starts = [initial]
-    for _pad in range(longest):
-        starts.append((starts[-1] * inverse) & low)
-    # (A key hashed alone counts as unpadded; its lane is not used.)
-    pads = map(sub, repeat(longest), map(min, lengths, repeat(longest)))
-    packed = array("Q", map(starts.__getitem__, pads))
-    if sys.byteorder == "big":
-        packed.byteswap()
-    raw = packed.tobytes()
-    if width == 8:
-        return int.from_bytes(raw, "little")
+    start_of = [0] * 256
+    start = initial
+    for length in range(longest, -1, -1):
+        start_of[length] = start
+        start = (start * inverse) & low
     lanes = bytearray(width * len(lengths))
-    for byte in range(min(width, 8)):
-        lanes[byte::width] = raw[byte::8]
+    for byte in range(min(width, 4)):
+        lanes[byte::width] = lengths.translate(bytes((s >> 8 * byte) & 0xFF for s in start_of))
     return int.from_bytes(lanes, "little")
 
 
@@ -113,20 +111,24 @@ def _lane_length(lengths):
     """The padded length for a batch, and the indexes of keys longer than it.
 
     Padding every key to the longest one costs (keys x longest) lane steps; a key hashed
-    alone costs about 14 lane steps per byte. Pick the cut that costs least.
+    alone costs about 14 lane steps per byte. Pick the cut that costs least, at most 255
+    (_initial_lanes keeps lengths in bytes; an address is never longer: RFC 5321 caps a
+    path at 256 octets with its angle brackets).
     """
     longest = max(lengths)
     if longest <= 64:
         return longest, ()
     n = len(lengths)
     counts = Counter(lengths)
-    best, best_cost = longest, n * longest
+    best, best_cost = None, None
     above = sum(lengths)
     for length in sorted(counts):
         above -= counts[length] * length
         cost = n * length + 14 * above
-        if cost < best_cost:
+        if length <= _LONGEST_LANE and (best is None or cost < best_cost):
             best, best_cost = length, cost
     if best == longest:
         return longest, ()
+    if best is None:
+        return 0, range(n)
     return best, [i for i, length in enumerate(lengths) if length > best]

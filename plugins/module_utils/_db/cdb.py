@@ -16,7 +16,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 from operator import add
 
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
@@ -54,48 +54,60 @@ def _uint32_le(values):
     return values.tobytes()
 
 
-def _plan(keys, values):
-    """(header bytes, hash table bytes) for the records ``keys[i]`` -> ``values[i]``."""
+def _from_le(typecode, data):
+    """An array of ``typecode`` from little-endian bytes."""
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+def _plan(keys, values, klens, vlens):
+    """(header bytes, hash table bytes) for the records ``keys[i]`` -> ``values[i]`` of
+    lengths ``klens[i]`` and ``vlens[i]``."""
     count = len(keys)
-    # Record positions: 2048, then each record's 8 + klen + vlen bytes (cdb_make_add).
-    sizes = list(map(add, map(len, keys), map(len, values)))
-    end = _HEADER_SIZE + 8 * count + sum(sizes)
+    end = _HEADER_SIZE + 8 * count + sum(klens) + sum(vlens)
     if end + 16 * count > _MAX_FILE:
         raise CdbError("cdb table too large: a cdb file cannot exceed 4 GiB")
-    # Index 0 stands for an empty slot, record r is number r + 1.
-    positions = array("I", [0])
-    positions.extend(accumulate(chain((_HEADER_SIZE,), map(add, sizes, repeat(8)))))
+    # Record positions: 2048, then each record's 8 + klen + vlen bytes (cdb_make_add).
+    positions = array("I", accumulate(map(add, map(add, klens, vlens), repeat(8)), initial=_HEADER_SIZE))
     positions.pop()
-    del sizes
 
     # cdb_make_finish: table t (= hash & 255) gets 2 * (its record count) slots; a record
     # goes to slot (hash >> 8) % nslots, then linear probing, in insertion order. The 256
-    # tables follow the records back to back, so all slots live in one array here.
+    # tables follow the records back to back, so all slots live in one array here, each
+    # slot the 64-bit little-endian (hash, record position) pair it is on disk, 0 if empty.
     hashes = _hashes(keys)
-    tables = _uint32_le(array("I", hashes))[0::4]       # the low byte of every hash
+    raw = _uint32_le(array("I", hashes))
+    tables = raw[0::4]                                   # hash & 255 of every record
+    shifted = bytearray(4 * count)                       # hash >> 8 of every record
+    for byte in range(3):
+        shifted[byte::4] = raw[byte + 1::4]
+    del raw
     per_table = Counter(tables)
     nslots = [2 * per_table[t] for t in range(256)]
-    bases = list(accumulate(chain((0,), nslots)))
-    starts = map(add, map(bases.__getitem__, tables), map(int.__mod__, map(int.__rshift__, hashes, repeat(8)),
-                                                          map(nslots.__getitem__, tables)))
-    slots = array("I", bytes(8 * count))
-    for r, i in enumerate(starts, 1):
+    bases = list(accumulate(nslots, initial=0))
+    starts = map(add, map(bases.__getitem__, tables),
+                 map(int.__mod__, _from_le("I", shifted), map(nslots.__getitem__, tables)))
+    pairs = array("I", bytes(8 * count))
+    pairs[0::2] = hashes
+    pairs[1::2] = positions
+    del hashes, positions, shifted
+    slots = array("Q", bytes(8 * bases[256]))
+    for pair, i in zip(_from_le("Q", _uint32_le(pairs)), starts):
         if slots[i]:
-            t = tables[r - 1]
+            t = pair & 0xFF
             stop = bases[t + 1]
             while slots[i]:
                 i += 1
                 if i == stop:
                     i = bases[t]
-        slots[i] = r
-    hashes.insert(0, 0)
-    table = array("I", bytes(8 * len(slots)))
-    table[0::2] = array("I", map(hashes.__getitem__, slots))
-    table[1::2] = array("I", map(positions.__getitem__, slots))
+        slots[i] = pair
     header = [0] * 512
     header[0::2] = [end + 8 * b for b in bases[:256]]
     header[1::2] = nslots
-    return _HEADER.pack(*header), _uint32_le(table)
+    return _HEADER.pack(*header), _uint32_le(slots)
 
 
 def _check_columns(keys, values):
@@ -119,13 +131,19 @@ def _columns(records):
 def _emit(out, keys, values):
     """Write the cdb file for the records through ``out`` (a write method), in batches."""
     _check_columns(keys, values)
-    header, table = _plan(keys, values)
+    klens = array("I", map(len, keys))
+    vlens = array("I", map(len, values))
+    header, table = _plan(keys, values, klens, vlens)
     out(header)
     pack = _PAIR.pack
-    for b in range(0, len(keys), _WRITE_BATCH):
-        k = keys[b:b + _WRITE_BATCH]
-        v = values[b:b + _WRITE_BATCH]
-        out(b"".join(chain.from_iterable(zip(map(pack, map(len, k), map(len, v)), k, v))))
+    count = len(keys)
+    for b in range(0, count, _WRITE_BATCH):
+        e = min(b + _WRITE_BATCH, count)
+        parts = [b""] * (3 * (e - b))
+        parts[0::3] = map(pack, klens[b:e], vlens[b:e])
+        parts[1::3] = keys[b:e]
+        parts[2::3] = values[b:e]
+        out(b"".join(parts))
     out(table)
 
 

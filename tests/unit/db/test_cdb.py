@@ -165,8 +165,11 @@ def test_lane_hashes_equal_hashing_one_key_at_a_time(keys, bits, batch):
 
 
 def test_lane_hashes_of_long_and_short_keys():
-    keys = [b"x" * n for n in (0, 1, 64, 65, 300, 5000)] * 20 + [b"k%d" % i for i in range(500)]
+    keys = [b"x" * n for n in (0, 1, 64, 65, 255, 256, 300, 5000)] * 20 + [b"k%d" % i for i in range(500)]
     assert list(_lanes.hashes(keys, 33, 5381)) == [_lanes.hash_one(k, 33, 5381) for k in keys]
+    # Lanes hold keys of at most 255 bytes: a batch of longer keys only is hashed key by key.
+    for long_keys in ([b"y" * 256, b"z" * 400] * 30, [b"w" * 255] * 3 + [b"v" * 256] * 300):
+        assert list(_lanes.hashes(long_keys, 16777619)) == [_lanes.hash_one(k, 16777619) for k in long_keys]
     with pytest.raises(ValueError):
         _lanes.hashes(keys, 34, 1)
 
