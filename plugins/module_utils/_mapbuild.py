@@ -103,17 +103,9 @@ class Table(object):
     def stale_reason(self, keys, values):
         """Why the index must be rebuilt to hold ``keys`` and ``values`` (parallel lists of
         stored bytes, unique keys), or None when it is current."""
-        try:
-            index_mtime = os.stat(self.index).st_mtime
-        except FileNotFoundError:
-            return "index missing"
-        except OSError as e:
-            raise PostfixError("%s: cannot stat: %s" % (self.index, e.strerror))
-        try:
-            if index_mtime < os.stat(self.source).st_mtime:
-                return "index older than source"
-        except OSError:
-            pass
+        reason = _db.stale_by_mtime(self.source, self.index)
+        if reason:
+            return reason
         if self._index_differs(keys, values):
             return "index content differs from source"
         return None

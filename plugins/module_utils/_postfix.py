@@ -17,7 +17,7 @@ import stat
 import subprocess
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path
+from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path, stale_by_mtime
 from ansible_collections.mailops.postfix.plugins.module_utils import _maincf
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
@@ -207,15 +207,14 @@ def _mtime(path):
 
 def table_info(typ, path):
     """type, source, index, exists, stale (index missing or older than its source)."""
-    src_mtime = _mtime(path)
-    info = {"type": typ, "path": path, "source_exists": src_mtime is not None,
+    info = {"type": typ, "path": path, "source_exists": _mtime(path) is not None,
             "index": None, "index_exists": None, "stale": False}
     if typ in INDEX_TYPES:
         idx = index_path(path, typ)
-        idx_mtime = _mtime(idx)
+        reason = stale_by_mtime(path, idx)
         info["index"] = idx
-        info["index_exists"] = idx_mtime is not None
-        info["stale"] = idx_mtime is None or (src_mtime is not None and idx_mtime < src_mtime)
+        info["index_exists"] = reason != "index missing"
+        info["stale"] = reason is not None
     return info
 
 

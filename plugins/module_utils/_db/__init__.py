@@ -25,6 +25,8 @@ Errors are raised as ``PostfixError`` subclasses with a message fit for a user.
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 # Types whose index we can write and read. Other Postfix types either need no index
@@ -59,6 +61,23 @@ def get_format(type_name):
         raise UnsupportedType(
             "unsupported table type %r: this engine compiles %s" % (type_name, ", ".join(INDEXED_TYPES)))
     return db_format
+
+
+def stale_by_mtime(source, index):
+    """"index missing", "index older than source" or None: the part of staleness that the
+    modification times tell. Postfix checks the same at open time and warns "database %s
+    is older than source file %s" (dict_db.c, dict_cdb.c, dict_lmdb.c).  A source that
+    cannot be stat'ed tells nothing; an index that cannot be stat'ed counts as missing."""
+    try:
+        index_mtime = os.stat(index).st_mtime
+    except OSError:
+        return "index missing"
+    try:
+        if index_mtime < os.stat(source).st_mtime:
+            return "index older than source"
+    except OSError:
+        pass
+    return None
 
 
 def index_path(source, type_name):
