@@ -11,9 +11,10 @@ step (multiply, keep the low bits, xor a column of bytes) for all lanes with thr
 big-integer operations.  A lane is wide enough that the multiplication never carries into
 the next one.
 
-Keys are left-padded with NULs to a common length: a NUL multiplies the state by M, so the
-lane of a key padded with p NULs starts from ``initial * M**-p`` (M is odd, so it has an
-inverse modulo 2**bits) and holds ``initial`` when its first real byte comes.
+Keys are left-padded with spaces to a common length, a whole batch by one %-format.  A pad
+byte maps a state h to ``f(h) = (h * M) ^ 0x20``, which M odd makes invertible modulo
+2**bits, so the lane of a key padded with p spaces starts from ``f**-p(initial)`` and holds
+``initial`` when its first real byte comes.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import Counter
-from itertools import repeat
 
 # Keys hashed per batch (bounds the size of the big integers).
 BATCH = 65536
 # The longest key hashed in a lane (see _lane_length).
 _LONGEST_LANE = 255
+_PAD = 0x20
 
 
 def hash_one(key, multiplier, initial=0, bits=32):
@@ -47,8 +48,8 @@ def hashes(keys, multiplier, initial=0, bits=32):
         return out
     low = (1 << bits) - 1
     multiplier &= low
-    if initial and not multiplier & 1:
-        raise ValueError("a non-zero initial value needs an odd multiplier")
+    if not multiplier & 1:
+        raise ValueError("lanes need an odd multiplier")
     # The widest value a lane holds: a state times the multiplier, or a byte.
     width = ((max(low, 255) * max(multiplier, 1)).bit_length() + 7) // 8
     lane_mask = low.to_bytes(width, "little")
@@ -61,8 +62,8 @@ def hashes(keys, multiplier, initial=0, bits=32):
             batch = [k if len(k) <= longest else b"" for k in batch]
             lengths = list(map(len, batch))
         mask = int.from_bytes(lane_mask * n, "little")
-        state = _initial_lanes(bytes(lengths), longest, multiplier, initial & low, low, width) if initial else 0
-        padded = b"".join(map(bytes.rjust, batch, repeat(longest, n), repeat(b"\0", n)))
+        state = _initial_lanes(bytes(lengths), longest, multiplier, initial & low, low, width)
+        padded = (b"%%%ds" % longest * n) % tuple(batch)
         lanes = bytearray(width * n)
         for col in range(longest):
             lanes[0::width] = padded[col::longest]
@@ -76,8 +77,8 @@ def hashes(keys, multiplier, initial=0, bits=32):
 
 
 def _initial_lanes(lengths, longest, multiplier, initial, low, width):
-    """The starting state of every lane: ``initial * multiplier**-pad`` for a key padded
-    with ``pad`` NULs, ``lengths`` the key lengths as bytes (so ``longest`` < 256).  Each
+    """The starting state of every lane: ``f**-pad(initial)`` for a key padded with ``pad``
+    spaces, ``lengths`` the key lengths as bytes (so ``longest`` < 256).  Each
     byte of the lanes is the key length translated through a table of that byte of the
     start for every length."""
     inverse = pow(multiplier, -1, low + 1)
@@ -85,7 +86,7 @@ def _initial_lanes(lengths, longest, multiplier, initial, low, width):
     start = initial
     for length in range(longest, -1, -1):
         start_of[length] = start
-        start = (start * inverse) & low
+        start = ((start ^ _PAD) * inverse) & low
     lanes = bytearray(width * len(lengths))
     for byte in range(min(width, 4)):
         lanes[byte::width] = lengths.translate(bytes((s >> 8 * byte) & 0xFF for s in start_of))
