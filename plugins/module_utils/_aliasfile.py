@@ -22,7 +22,8 @@ import re
 
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
     WHITESPACE, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
-    check_single_line, printable, printable_except, to_bytes,
+    check_single_line, printable, printable_except, split_fields, to_bytes, without_crlf,
+    without_skipped_lines,
 )
 
 # tok822.h token types; operators are their own character code.
@@ -267,10 +268,73 @@ def render_name(name):
 
 
 # A start line "name:" written simply: one atom or one quoted string, then the colon.
-_LAYOUT = re.compile(rb'((?:[^ \t\r\n:"\\(\[,@%<>;]+|"(?:[^"\\\r\n]|\\.)*")[ \t]*:)([ \t]*)')
+# The patterns below the scanner's are compiled on first use (re.compile() caches them).
+_LAYOUT = rb'((?:[^ \t\r\n:"\\(\[,@%<>;]+|"(?:[^"\\\r\n]|\\.)*")[ \t]*:)([ \t]*)'
 
 
 _SIMPLE_TARGET = printable_except(b'"(,<[\\')
+# Bytes of plain pieces (see AliasDocument._split_plain) but colons and newlines:
+# printable ASCII without quotes, comments, domain literals, backslashes and "<", and tabs.
+_PLAIN_BYTES = bytes(c for c in range(0x20, 0x7F) if c not in b'"(<[\\:') + b"\t"
+# A line that starts with a blank, "#" (not a logical line of its own) or ":" (no name).
+_BAD_START = rb"\n[\t #:]"
+
+
+def _checked(name_text, values, nul):
+    """_plain_columns(): whether the names (joined by newlines, no blank in them) are local,
+    not empty and not comments, and every value (ending with a NUL when ``nul``) is targets
+    without blanks or commas separated by ", " exactly."""
+    if (not name_text or name_text[0] == 0x0A or name_text[-1] == 0x0A or b"\n\n" in name_text
+            or b"@" in name_text or b"%" in name_text or b"," in name_text):
+        return False    # no name, not a local one, or a list before the colon
+    if b"#" in name_text and (name_text[0] == 0x23 or b"\n#" in name_text):
+        return False    # a comment line
+    targets = b"\n".join(values).replace(b", ", b"\n")
+    return not (not targets or b" " in targets or b"," in targets or b"\t" in targets or b"\n\n" in targets
+                or targets[0] == 0x0A or (b"\n\0" in targets or targets[0] == 0 if nul else targets[-1] == 0x0A))
+
+
+def _plain_columns(text, skeleton, nul):
+    """AliasDocument._split_plain() once the bytes are checked and the lines Postfix skips
+    removed: (names or None, names joined by newlines, values) or None.  ``skeleton`` is
+    the colons and newlines of ``text``, ending with a newline."""
+    colons = skeleton.count(b":")
+    lines = len(skeleton) - 1 - colons
+    if colons < lines:
+        return None     # a line without a colon
+    if colons == lines and skeleton == b"\n" + b":\n" * lines:
+        # One colon a line: if a space follows each one, "name: value" lines split there.
+        body = text[1:-1] if text[-1] == 0x0A else text[1:]
+        if nul:
+            body = body.replace(b"\n", b"\0\n") + b"\0"
+        fields = body.replace(b": ", b"\n").split(b"\n")
+        del body
+        if len(fields) == 2 * lines:
+            names = fields[0::2]
+            values = fields[1::2]
+            del fields
+            name_text = b"\n".join(names)
+            if b" " not in name_text and b"\t" not in name_text and _checked(name_text, values, nul):
+                return names, name_text, values
+            del names, values, name_text
+        # Only more blanks after a colon can make the general case below do better.
+        if b":\t" not in text and b":  " not in text and b": \t" not in text:
+            return None
+    # The general case: bytes.split(None, 1) cuts each line into "name:" and the value.
+    columns = split_fields(text, _BAD_START, nul)
+    if columns is None:
+        return None
+    names, values = columns
+    del columns
+    # Every first field is a name and one colon: the colons (one a line) all end one.
+    name_text = b"\n".join(names)
+    if name_text[-1] != 0x3A:
+        return None
+    size = len(name_text)
+    name_text = name_text[:-1].replace(b":\n", b"\n")
+    if len(name_text) != size - len(names) or b":" in name_text or not _checked(name_text, values, nul):
+        return None
+    return None, name_text, values
 
 
 class AliasDocument(LineDocument):
@@ -283,9 +347,34 @@ class AliasDocument(LineDocument):
     # it), and no blanks inside a name or a target, so that no two atoms are adjacent;
     # the name is local (no "@" or "%") and not a comment; targets are separated by
     # exactly ", " as tok822_externalize() writes commas.
-    SIMPLE = re.compile(b"\\n(" + printable_except(b'"#%(,:<@[\\') + printable_except(b'"%(,:<@[\\') + b"*)"
-                        b"[ \\t]*:[ \\t]*(%s+(?:, %s+)*)" % (_SIMPLE_TARGET, _SIMPLE_TARGET)
-                        + rb"[ \t]*\r?(?=\n|\Z)")
+    SIMPLE = (b"\\n(" + printable_except(b'"#%(,:<@[\\') + printable_except(b'"%(,:<@[\\') + b"*)"
+              b"[ \\t]*:[ \\t]*(%s+(?:, %s+)*)" % (_SIMPLE_TARGET, _SIMPLE_TARGET)
+              + rb"[ \t]*\r?(?=\n|\Z)")
+
+    @staticmethod
+    def _split_plain(text, nul):
+        # Lines SIMPLE matches, restricted to those whose name is followed by the colon
+        # right away and whose value ends the line, without blanks before the newline.
+        if b"\r" in text:
+            text = without_crlf(text)
+            if text is None:
+                return None
+        # Colons, newlines, and the bytes a plain piece must not hold.
+        skeleton = text.translate(None, _PLAIN_BYTES)
+        if skeleton.translate(None, b":\n"):
+            return None
+        if text[-1] != 0x0A:
+            skeleton += b"\n"
+        skipped = 0
+        if b"#" in text or b"\n\n" in skeleton:
+            # Lines without a colon, or a "#": maybe lines Postfix skips.
+            text, skipped = without_skipped_lines(text)
+            if len(text) < 2:
+                return (), b"", (), skipped
+            if skipped:
+                skeleton = text.translate(None, _PLAIN_BYTES) + (b"" if text[-1] == 0x0A else b"\n")
+        plain = _plain_columns(text, skeleton, nul)
+        return None if plain is None else plain + (skipped,)
 
     def _parse_logical(self, text):
         return split_name_value(text)
@@ -302,7 +391,7 @@ class AliasDocument(LineDocument):
         return render_value(value)
 
     def _layout(self, r):
-        m = _LAYOUT.match(self._start_line(r))
+        m = re.compile(_LAYOUT).match(self._start_line(r))
         if m is None:
             return None
         name = m.group(1)[:-1].rstrip(b" \t")

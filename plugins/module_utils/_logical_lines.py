@@ -31,18 +31,22 @@ _NOT_START = frozenset(WHITESPACE + b"#")
 
 # Compile-only parsing (LineDocument.compile) works on chunks of about this many bytes,
 # cut where a logical line starts: a newline followed by a byte that is not whitespace or
-# "#" (readllines() never joins such a line to the previous one).
+# "#" (readllines() never joins such a line to the previous one).  Patterns here are
+# compiled on first use (re.compile() caches them), like the formats' SIMPLE patterns.
 _CHUNK = 1 << 16
-_CUT = re.compile(rb"\n(?=[^\s#])")
+_CUT = rb"\n(?=[^\s#])"
 # A physical line Postfix does not skip (a logical line's first line or a continuation),
 # with the newline before it: patterns that start with a newline search much faster.
-_NOT_SKIPPED = re.compile(rb"\n[ \t\x0b\x0c\r]*[^\s#]")
+_NOT_SKIPPED = rb"\n[ \t\x0b\x0c\r]*[^\s#]"
+# A line of blanks or an indented comment, with the newline before it, in a piece with no
+# CR, VT or FF (see without_skipped_lines).
+_BLANK_LINE = rb"\n[ \t]+(?:#[^\n]*)?(?=\n|\Z)"
 
 
 def printable_except(excluded):
     """A regular expression class (bytes) of the printable ASCII bytes but space and
     ``excluded``: listed one by one, which the engine matches faster than a negated class."""
-    return b"[" + b"".join(re.escape(bytes((c,))) for c in range(0x21, 0x7F) if c not in excluded) + b"]"
+    return b"[" + re.escape(bytes(c for c in range(0x21, 0x7F) if c not in excluded)) + b"]"
 
 
 # Kinds of problems a logical line can have; strict parsing raises on ERROR, never on WARN.
@@ -226,24 +230,33 @@ def _pieces(source):
     if isinstance(source, bytes):
         pos, size = 0, len(source)
         while pos < size:
-            cut = _CUT.search(source, pos + _CHUNK) if pos + _CHUNK < size else None
+            cut = re.compile(_CUT).search(source, pos + _CHUNK) if pos + _CHUNK < size else None
             end = cut.end() if cut else size
             yield source[pos - 1:end] if pos else b"\n" + source[:end]
             pos = end
         return
-    rest = b"\n"
+    rest = b"\n"           # read, not yet given: the newline before a line, and the text after
     while True:
         block = source.read(_CHUNK)
         if not block:
             if len(rest) > 1:
                 yield rest
             return
-        rest += block
-        # The first cut in what was just read (its lookahead needs the byte after "\n").
-        cut = _CUT.search(rest, max(1, len(rest) - len(block) - 1))
-        if cut is not None:
-            yield rest[:cut.end()]
-            rest = rest[cut.start():]
+        # The last newline of the block before a logical line's start (the byte after it
+        # must be known): up to it, everything read is whole lines.
+        end = len(block) - 1
+        cut = block.rfind(b"\n", 0, end)
+        while cut >= 0 and block[cut + 1] in _NOT_START:
+            end = cut
+            cut = block.rfind(b"\n", 0, end)
+        if cut >= 0:
+            yield rest + memoryview(block)[:cut + 1]
+            rest = block[cut:]
+        elif len(rest) > 1 and rest[-1] == 0x0A and block[0] not in _NOT_START:
+            yield rest
+            rest = b"\n" + block
+        else:
+            rest += block
 
 
 def _match_lines(pattern, text, line):
@@ -258,6 +271,59 @@ def _match_lines(pattern, text, line):
     return out
 
 
+def without_crlf(text):
+    """``text`` with its CRLF line ends made LF, or None when a CR is left elsewhere."""
+    text = text.replace(b"\r\n", b"\n")
+    return None if b"\r" in text else text
+
+
+def without_skipped_lines(text):
+    """(``text`` without the lines Postfix skips, how many went) for a piece (see _pieces)
+    with no CR, VT or FF: comment lines and blank lines.  In a piece with no continuation
+    line (one starting with a blank once these are gone) they are all that is skipped."""
+    removed = 0
+    find = text.find
+    start = find(b"\n#")
+    if start >= 0:
+        kept = []
+        pos = 0
+        while start >= 0:
+            kept.append(text[pos:start])
+            removed += 1
+            pos = find(b"\n", start + 1)
+            if pos < 0:
+                pos = len(text)
+                break
+            start = find(b"\n#", pos)
+        kept.append(text[pos:])
+        text = b"".join(kept)
+        del kept
+    while b"\n\n" in text:
+        size = len(text)
+        text = text.replace(b"\n\n", b"\n")
+        removed += size - len(text)
+    if b"\n " in text or b"\n\t" in text:
+        text, count = re.compile(_BLANK_LINE).subn(b"", text)
+        removed += count
+    return text, removed
+
+
+def split_fields(text, bad_start, nul):
+    """(first fields, rests) of the lines of ``text``, a piece (see _pieces) with no CR, VT
+    or FF, each line split as bytes.split(None, 1) splits it, a NUL appended to the rests
+    when ``nul``; None unless every line gives two fields and none starts with what
+    ``bad_start`` (a pattern starting with a newline, that must find the lines starting
+    with a blank) finds."""
+    if re.compile(bad_start).search(text) is not None:
+        return None
+    lines = text[1:-1] if text[-1] == 0x0A else text[1:]
+    if nul:
+        # NUL is not whitespace: the line's last field gets it.
+        lines = lines.replace(b"\n", b"\0\n") + b"\0"
+    columns = tuple(zip(*map(bytes.split, lines.split(b"\n"), itertools.repeat(None), itertools.repeat(1))))
+    return columns if len(columns) == 2 else None
+
+
 class LineDocument(object):
     """A source file as physical lines plus the logical entries found in them.
 
@@ -268,9 +334,10 @@ class LineDocument(object):
 
     # What a format calls its entries' keys in messages ("key" for tables, "name" for aliases).
     KEY_WORD = "key"
-    # A pattern matching, with groups (raw key, stored value), a newline and the physical line
-    # after it when that line is a whole logical line on its own that _parse_logical() would
-    # split into exactly that key and value, with no warning; None if a format has none.
+    # A pattern (bytes, compiled on first use) matching, with groups (raw key, stored value),
+    # a newline and the physical line after it when that line is a whole logical line on its
+    # own that _parse_logical() would split into exactly that key and value, with no warning;
+    # None if a format has none.
     SIMPLE = None
     # Number of the first parsed line minus one (compile() parses chunks of a file).
     _base = 0
@@ -367,6 +434,16 @@ class LineDocument(object):
         self._keys.append(key)
         self._values.append(value)
 
+    @staticmethod
+    def _split_plain(text, nul):
+        """(raw keys, the same joined by newlines, stored values, skipped) of a piece of text
+        (see _pieces) in which every physical line is a comment or blank line or a logical
+        line of its own that _parse_logical() would split with no warning into a key and
+        that value, when checks in bulk prove it; else None (the piece is then parsed
+        another way).  One of the two forms of the keys may be None; the values end with a
+        NUL when ``nul``; ``skipped`` is the number of comment and blank lines."""
+        return None
+
     def _parse_logical(self, text):
         """(raw key, stored value) of one logical line; (None, None) to skip it silently.
 
@@ -417,10 +494,12 @@ class LineDocument(object):
 
         ``source`` is the text (bytes) or a binary file to read it from, a piece at a time.
         ``nul`` appends a NUL to every key and value (the hash and lmdb convention).  Pieces
-        whose every logical line is a single physical line matching ``SIMPLE`` are split
-        by the regular expression engine, keys folded in bulk; any other piece (continuation
-        lines, quotes, non-ASCII bytes, NULs, bad lines...) goes through ``_parse`` line by
-        line, so the result is the same as the document's, warnings included.
+        that ``_split_plain`` proves to hold one plain record per line are split by bytes
+        methods, keys folded in bulk; pieces whose every logical line is a single physical
+        line matching ``SIMPLE`` are split by the regular expression engine; any other piece
+        (continuation lines, quotes, non-ASCII bytes, NULs, bad lines...) goes through
+        ``_parse`` line by line, so the result is the same as the document's, warnings
+        included.
         """
         _check_duplicates(duplicates)
         # A document with no text: its parsing state serves the pieces that need _parse.
@@ -428,51 +507,61 @@ class LineDocument(object):
         self.path, self.fold, self.smtputf8, self.strict = path, fold, smtputf8, strict
         self._warnings = []
         self._lineno = 0
-        simple = cls.SIMPLE
+        split_plain = cls._split_plain
         keys, values = [], []
-        seen = set()
+        seen = set()            # the keys kept (not for "replace")
+        unique = True           # no duplicate found yet
         duplicate_warnings = []
         line = 0                # 0-based number of the piece's first line
         for text in _pieces(source):
-            newlines = text.count(b"\n")
-            pairs = simple.findall(text) if simple is not None else None
-            # One match per physical line (the last one has no newline after it), or one
-            # per line Postfix does not skip.
-            if pairs is not None and (len(pairs) == newlines - (text[-1] == 0x0A)
-                                      or len(pairs) == len(_NOT_SKIPPED.findall(text))):
-                # Every line Postfix does not skip matched: one simple record per line.
-                ks, vs = zip(*pairs) if pairs else ((), ())
-                del pairs
-                ks = _column(ks, fold, nul)
-                vs = _column(vs, False, nul)
-                starts = None
+            plain = split_plain(text, nul)
+            if plain is not None:
+                # One record per line not skipped; keys folded and NULs appended in bulk.
+                ks, key_text, vs, skipped = plain
+                del plain
+                if not vs:
+                    ks = vs = []
+                elif nul:
+                    if ks is not None:
+                        key_text = b"\0\n".join(ks)
+                    else:
+                        key_text = key_text.replace(b"\n", b"\0\n")
+                    ks = ((key_text.lower() if fold else key_text) + b"\0").split(b"\n")
+                    del key_text
+                elif fold or ks is None:
+                    if key_text is None:
+                        key_text = b"\n".join(ks)
+                    folded = key_text.lower() if fold else key_text
+                    if ks is None or folded != key_text:
+                        ks = folded.split(b"\n")
+                    del key_text, folded
+                starts = None if skipped else range(line, line + len(vs))
+                newlines = len(vs) + skipped + (text[-1] == 0x0A)
             else:
-                lines = text.split(b"\n")
-                del lines[0]
-                if not lines[-1]:
-                    lines.pop()
-                self._base = line
-                self._starts = array.array("q")
-                self._keys = []
-                self._values = []
-                self._conts = {}
-                self._parse(lines)
-                ks = [k + b"\0" for k in self._keys] if nul else self._keys
-                vs = [v + b"\0" for v in self._values] if nul else self._values
-                starts = self._starts
+                ks, vs, starts, newlines = self._split_piece(text, line, fold, nul)
             if duplicates == "replace":
                 keys.extend(ks)
                 values.extend(vs)
             else:
                 # dict_db_update()/dict_cdbm_update()/dict_lmdb_update(): the first one wins.
-                new = set(ks)
-                if len(new) == len(ks) and seen.isdisjoint(new):
-                    seen |= new
+                size = len(seen)
+                if unique:
+                    # No duplicate so far: add the keys, then see whether they all were new.
+                    seen.update(ks)
+                    if len(seen) - size != len(ks):
+                        unique = False
+                        seen = set(keys)    # as it was before this piece
+                elif seen.isdisjoint(ks):
+                    seen.update(ks)
+                    if len(seen) - size != len(ks):
+                        seen.difference_update(ks)
+                if len(seen) - size == len(ks):
                     keys.extend(ks)
                     values.extend(vs)
                 else:
                     if starts is None:
-                        starts = _match_lines(simple, text, line)
+                        # One record per line Postfix does not skip.
+                        starts = _match_lines(re.compile(_NOT_SKIPPED), text, line)
                     for r, key in enumerate(ks):
                         if key in seen:
                             if duplicates == "warn":
@@ -482,12 +571,39 @@ class LineDocument(object):
                         seen.add(key)
                         keys.append(key)
                         values.append(vs[r])
-                del new
             line += newlines - 1
         del seen
         if duplicates == "replace":
             keys, values = _first_of_each(keys, values, duplicates)[:2]
         return keys, values, self._warnings + duplicate_warnings
+
+    def _split_piece(self, text, line, fold, nul):
+        """compile(): (keys, values, start lines or None, newline count) of a piece that is
+        not plain, split by SIMPLE when every line Postfix does not skip matches it (one
+        record a line: the start lines are left to _match_lines), else by _parse."""
+        newlines = text.count(b"\n")
+        pairs = re.compile(self.SIMPLE).findall(text) if self.SIMPLE is not None else None
+        # One match per physical line (the last one has no newline after it), or one per
+        # line Postfix does not skip.
+        if pairs is not None and (len(pairs) == newlines - (text[-1] == 0x0A)
+                                  or len(pairs) == len(re.compile(_NOT_SKIPPED).findall(text))):
+            ks, vs = zip(*pairs) if pairs else ((), ())
+            del pairs
+            return _column(ks, fold, nul), _column(vs, False, nul), None, newlines
+        del pairs
+        lines = text.split(b"\n")
+        del lines[0]
+        if not lines[-1]:
+            lines.pop()
+        self._base = line
+        self._starts = array.array("q")
+        self._keys = []
+        self._values = []
+        self._conts = {}
+        self._parse(lines)
+        ks = [k + b"\0" for k in self._keys] if nul else self._keys
+        vs = [v + b"\0" for v in self._values] if nul else self._values
+        return ks, vs, self._starts, newlines
 
     def keys(self):
         """The folded keys present, each once, in order of first appearance."""

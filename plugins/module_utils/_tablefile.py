@@ -15,16 +15,17 @@ Rules come from postmap.c:postmap(); the line grouping from readlline.c:readllin
 
 from __future__ import annotations
 
-import re
-
 from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import (
     WHITESPACE, ERROR, EntryError, LineDocument, LineProblem, aligned_separator, c_string,
-    check_single_line, printable, printable_except, to_bytes,
+    check_single_line, printable, printable_except, split_fields, to_bytes, without_crlf,
+    without_skipped_lines,
 )
 
 _SPACE = frozenset(WHITESPACE)
 _BACKSLASH = 0x5C
 _QUOTE = 0x22
+# A line that starts with a blank or "#" (a continuation, comment or blank line).
+_BAD_START = rb"\n[\t #]"
 
 
 def _key_end(s):
@@ -75,6 +76,26 @@ def render_value(value):
     return to_bytes(value, "value")
 
 
+def _plain_columns(text, nul):
+    """TableDocument._split_plain() once the bytes are checked: (keys, keys joined by
+    newlines or None, values) if every line is a record with no blank after the value and
+    no key ending in ":", else None."""
+    if len(text) < 2:
+        return (), b"", ()     # no line left
+    if b" \n" in text or b"\t\n" in text or text[-1] in (0x20, 0x09):
+        return None
+    columns = split_fields(text, _BAD_START, nul)
+    if columns is None:
+        return None
+    keys, values = columns
+    key_text = None
+    if b":" in text:
+        key_text = b"\n".join(keys)
+        if b":\n" in key_text or key_text[-1] == 0x3A:
+            return None     # postmap warns about a key ending in ":"
+    return keys, key_text, values
+
+
 class TableDocument(LineDocument):
     """A postmap(1) source file."""
 
@@ -82,8 +103,36 @@ class TableDocument(LineDocument):
     # ASCII key without quotes or backslashes (so the first whitespace ends it) that does
     # not end in ":" and does not start with "#", blanks, a printable ASCII value; trailing
     # blanks and a CR are trimmed as split_key_value() trims them.
-    SIMPLE = re.compile(b"\\n(" + printable_except(b'"#:\\') + printable_except(b'"\\') + b"*)(?<!:)"
-                        rb"[ \t]+([!-~][ -~\t]*)(?<![ \t])[ \t]*\r?(?=\n|\Z)")
+    SIMPLE = (b"\\n(" + printable_except(b'"#:\\') + printable_except(b'"\\') + b"*)(?<!:)"
+              rb"[ \t]+([!-~][ -~\t]*)(?<![ \t])[ \t]*\r?(?=\n|\Z)")
+
+    @staticmethod
+    def _split_plain(text, nul):
+        # split_key_value() on a line of ASCII bytes without quote, backslash, NUL, VT, FF
+        # or CR (a CR before the newline is trimmed like the blanks after the value) is
+        # bytes.split(None, 1), the value then right-stripped: nothing to strip when no
+        # line ends in a blank.  Other control bytes are part of the key or value there.
+        if (not text.isascii() or b'"' in text or b"\\" in text or b"\0" in text or b"\x0b" in text
+                or b"\x0c" in text):
+            return None
+        if b"\r" in text:
+            text = without_crlf(text)
+            if text is None:
+                return None
+        if b"#" in text:
+            # Comment lines, maybe.
+            text, skipped = without_skipped_lines(text)
+            plain = _plain_columns(text, nul)
+        else:
+            skipped = 0
+            plain = _plain_columns(text, nul)
+            if plain is None:
+                # Blank lines, maybe.
+                text, skipped = without_skipped_lines(text)
+                if not skipped:
+                    return None
+                plain = _plain_columns(text, nul)
+        return None if plain is None else plain + (skipped,)
 
     def _parse_logical(self, text):
         key, value = split_key_value(text)

@@ -9,6 +9,7 @@ records directly (no NUL in cdb, so byte for byte and in order).
 
 import io
 import os
+import random
 import re
 import shutil
 
@@ -188,15 +189,8 @@ COMMON = st.one_of(
 )
 
 
-@settings(max_examples=500, **SETTINGS)
-@given(lines=st.lists(st.one_of(COMMON, COMMON, PHYSICAL), max_size=40), eol=st.sampled_from([b"\n", b"\r\n"]),
-       final=st.booleans(), chunk=st.integers(1, 120), strict=st.booleans(), smtputf8=st.booleans(),
-       fold=st.booleans(), nul=st.booleans(), duplicates=st.sampled_from(["warn", "ignore", "replace"]))
-def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, smtputf8, fold, nul, duplicates):
-    data = b"".join(line + eol for line in lines)
-    if final:
-        data = data.rstrip(b"\r\n")
-    options = dict(strict=strict, smtputf8=smtputf8, fold=fold)
+def assert_compile_matches_document(data, chunk, nul=False, duplicates="warn", **options):
+    """AliasDocument.compile() gives what the document's records() gives, or raises the same error."""
     z = b"\0" if nul else b""
     saved = _logical_lines._CHUNK
     _logical_lines._CHUNK = chunk
@@ -216,6 +210,101 @@ def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, sm
     records, expected = _aliasfile.parse(data, "a", **options).records(duplicates)
     assert list(zip(keys, values)) == [(k + z, v + z) for k, v in records]
     assert [(w.line, str(w)) for w in warnings] == [(w.line, str(w)) for w in expected]
+
+
+@settings(max_examples=500, **SETTINGS)
+@given(lines=st.lists(st.one_of(COMMON, COMMON, PHYSICAL), max_size=40), eol=st.sampled_from([b"\n", b"\r\n"]),
+       final=st.booleans(), chunk=st.integers(1, 120), strict=st.booleans(), smtputf8=st.booleans(),
+       fold=st.booleans(), nul=st.booleans(), duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_gives_the_document_records(lines, eol, final, chunk, strict, smtputf8, fold, nul, duplicates):
+    data = b"".join(line + eol for line in lines)
+    if final:
+        data = data.rstrip(b"\r\n")
+    assert_compile_matches_document(data, chunk, nul=nul, duplicates=duplicates, strict=strict, smtputf8=smtputf8,
+                                    fold=fold)
+
+
+# Sources the bulk split (_split_plain) takes, and the near misses it must hand on: names
+# and targets written plainly with various blanks and commas, duplicates, comment and blank
+# lines, CRLF, and lines that need the tokenizer or the line parser.
+PLAIN_NAMES = st.one_of(
+    st.sampled_from([b"dup", b"DUP", b"Dup.x", b"a"]), st.text(alphabet="abXY09.-_+=~!|)>];#", min_size=1, max_size=6).map(
+        str.encode), st.sampled_from([b"#x", b"a b", b"a@b", b"a%b", b"a,b", b""]))
+PLAIN_TARGETS = st.sampled_from([b":include:/etc/x", b"|cmd", b"/var/x", b"a@b.c", b"x:y", b"a>b;c)d]e", b"#t"]) | st.text(
+    alphabet="abXY09.-_@%+=~!|/:;#", min_size=1, max_size=6).map(str.encode)
+PLAIN_ALIASES = st.tuples(PLAIN_NAMES, st.sampled_from([b": ", b": ", b": ", b":\t", b":  ", b":", b" : ", b": \t"]),
+                          st.lists(PLAIN_TARGETS, min_size=1, max_size=3),
+                          st.sampled_from([b", ", b", ", b", ", b",", b" , ", b",  ", b" "]),
+                          st.sampled_from([b"", b"", b"", b"", b"", b" ", b"\t", b",", b", "])).map(
+    lambda r: r[0] + r[1] + r[3].join(r[2]) + r[4])
+ODD_ALIAS_LINES = st.sampled_from([
+    b"# comment", b"#", b"# a: b", b"", b"  ", b"\t", b"  # indented", b"\tcontinued", b" more, targets", b"nocolon",
+    b"name:", b": value", b"a, b: c", b'"q n": v', b"k: (c)", b"k: <a@b>", b"k: [1.2.3.4]", b"k\\ x: v",
+    b"k: \xc3\xa9", b"k:\x0bv", b"k: v\x7f", b"k: v\rx", b"nul\0: v", b"\r",
+])
+PLAIN_ALIAS_LINES = st.one_of(PLAIN_ALIASES, PLAIN_ALIASES, PLAIN_ALIASES, ODD_ALIAS_LINES)
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(lines=st.lists(PLAIN_ALIAS_LINES, max_size=50), eol=st.sampled_from([b"\n", b"\r\n"]), final=st.booleans(),
+       chunk=st.integers(1, 400), strict=st.booleans(), fold=st.booleans(), nul=st.booleans(),
+       duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_bulk_split_gives_the_document_records(lines, eol, final, chunk, strict, fold, nul, duplicates):
+    data = b"".join(line + eol for line in lines)
+    if final:
+        data = data.rstrip(b"\r\n")
+    assert_compile_matches_document(data, chunk, nul=nul, duplicates=duplicates, strict=strict, fold=fold)
+
+
+def test_bulk_split_takes_plain_pieces_only():
+    split = _aliasfile.AliasDocument._split_plain
+    names, name_text, values, skipped = split(b"\nroot: a, b@c\nPostmaster: root\n", False)
+    assert (name_text, list(values), skipped) == (b"root\nPostmaster", [b"a, b@c", b"root"], 0)
+    assert names in (None, [b"root", b"Postmaster"])
+    plain = split(b"\n# c\n\nx:\t:include:/x\r\n  \r\nK:  |cmd, y\r\n", True)
+    assert (plain[1], list(plain[2]), plain[3]) == (b"x\nK", [b":include:/x\0", b"|cmd, y\0"], 3)
+    assert split(b"\n# c\n\n", False)[2:] == ((), 2)
+    for piece in (b"\nk: v\n  cont\n", b"\nk : v\n", b"\nk: v \n", b"\nk:\n", b"\nk: a,b\n", b"\nk: a , b\n",
+                  b"\nk:v\n", b"\na@b: v\n", b"\nk: (c)\n", b"\nk: \xc3\xa9\n", b"\nk: v\rw\n"):
+        assert split(piece, False) is None, piece
+
+
+def _big_aliases(rnd, eol):
+    """About 300 KB: runs of plain aliases (some names repeated far apart) and, here and
+    there, lines the bulk split refuses, so that 64 KiB pieces take every path."""
+    lines = [b"# generated aliases", b""]
+    odd = (b"# team", b"", b"   ", b"  # note", b"\tcontinued", b'"q n": v', b"k: a,b", b"trailing: v ",
+           b"k: \xc3\xa9", b"no-colon", b"k: <x@y>")
+    for i in range(12000):
+        name = b"Alias%d" % (rnd.randrange(15000) if rnd.random() < 0.05 else i)
+        lines.append(name + rnd.choice((b": ", b":\t", b":  ")) + b"user%d, archive@mail.example" % i)
+        if rnd.random() < 0.002:
+            lines.extend(rnd.choices(odd, k=rnd.randrange(1, 4)))
+    return eol.join(lines) + eol
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(seed=st.integers(0, 2 ** 32 - 1), eol=st.sampled_from([b"\n", b"\r\n"]), nul=st.booleans(),
+       duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_big_aliases_mixing_bulk_split_and_line_parsing(seed, eol, nul, duplicates):
+    data = _big_aliases(random.Random(seed), eol)
+    taken = []
+    split = _aliasfile.AliasDocument._split_plain
+
+    def spy(text, nul):
+        result = split(text, nul)
+        taken.append(result is not None)
+        return result
+
+    _aliasfile.AliasDocument._split_plain = staticmethod(spy)
+    try:
+        assert_compile_matches_document(data, 1 << 16, nul=nul, duplicates=duplicates, strict=False)
+    finally:
+        _aliasfile.AliasDocument._split_plain = staticmethod(split)
+    assert len(taken) >= 8 and any(taken)
+    # A line without a colon in the last piece: strict parsing names it, whichever path finds it.
+    data += b"late-no-colon" + eol
+    assert_compile_matches_document(data, 1 << 16, nul=nul, strict=True)
 
 
 @settings(max_examples=200, **SETTINGS)

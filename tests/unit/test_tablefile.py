@@ -10,6 +10,7 @@ compare byte for byte, in order.
 
 import io
 import os
+import random
 import re
 import shutil
 
@@ -253,6 +254,88 @@ def test_compile_big_table_with_duplicates_and_odd_lines():
     assert sum("duplicate entry" in w for w in warnings) == 30
     for chunk in (1 << 16, 4096, 100):
         assert_compile_matches_document(_tablefile.TableDocument, data, chunk, nul=True, strict=False)
+
+
+# Sources the bulk split (_split_plain) takes, and the near misses it must hand on: plain
+# records with various blanks, duplicates, comment and blank lines, CRLF, and lines that
+# need the line parser (continuations, quotes, keys ending in ":", no value, trailing
+# blanks, control and non-ASCII bytes).
+PLAIN_KEYS = st.sampled_from([b"dup", b"DUP", b"Dup@X.org", b"dup@x.org", b"a", b"a:b", b":k"]) | st.text(
+    alphabet="abXY09.-_@+=~!#:", min_size=1, max_size=6).map(str.encode)
+PLAIN_WORDS = st.text(alphabet="abXY09.-_@+=~!#:,[]", min_size=1, max_size=6).map(str.encode)
+PLAIN_RECORDS = st.tuples(PLAIN_KEYS, st.sampled_from([b" ", b"\t", b"\t\t", b"  ", b" \t"]),
+                          st.lists(PLAIN_WORDS, min_size=1, max_size=3),
+                          st.sampled_from([b", ", b" ", b"\t", b","])).map(lambda r: r[0] + r[1] + r[3].join(r[2]))
+ODD_TABLE_LINES = st.sampled_from([
+    b"# comment", b"#", b"", b"  ", b"\t", b"  # indented", b"\tcontinued", b" more, values", b"novalue", b"novalue ",
+    b"key: value", b"key:\tvalue", b"k v ", b"k v\t", b'"q k" v', b"k\\ x v", b"k \xc3\xa9", b"k\x0bv", b"k v\x0c",
+    b"k\x01 v\x7f", b"k v\rx", b"nul\0 v", b"\r",
+])
+PLAIN_TABLE_LINES = st.one_of(PLAIN_RECORDS, PLAIN_RECORDS, PLAIN_RECORDS, ODD_TABLE_LINES)
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(lines=st.lists(PLAIN_TABLE_LINES, max_size=50), eol=st.sampled_from([b"\n", b"\r\n"]), final=st.booleans(),
+       chunk=st.integers(1, 400), strict=st.booleans(), smtputf8=st.booleans(), fold=st.booleans(),
+       nul=st.booleans(), duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_bulk_split_gives_the_document_records(lines, eol, final, chunk, strict, smtputf8, fold, nul,
+                                                       duplicates):
+    data = b"".join(line + eol for line in lines)
+    if final:
+        data = data.rstrip(b"\r\n")
+    assert_compile_matches_document(_tablefile.TableDocument, data, chunk, nul=nul, duplicates=duplicates,
+                                    strict=strict, smtputf8=smtputf8, fold=fold)
+
+
+def test_bulk_split_takes_plain_pieces_only():
+    split = _tablefile.TableDocument._split_plain
+    keys, key_text, values, skipped = split(b"\nuser@example.com\tlocal\nKey:x  a@b.c, d@e.f\n", False)
+    assert (list(keys), list(values), skipped) == ([b"user@example.com", b"Key:x"], [b"local", b"a@b.c, d@e.f"], 0)
+    assert key_text in (None, b"user@example.com\nKey:x")
+    assert list(split(b"\n# c\n\nk\tv\r\n  \r\nK  w x\r\n", True)[2]) == [b"v\0", b"w x\0"]
+    assert split(b"\n# c\n\n", False)[2:] == ((), 2)
+    for piece in (b"\nk v\n  cont\n", b"\nk: v\n", b"\nk v \n", b"\nk\n", b'\n"k" v\n', b"\nk v\rw\n",
+                  b"\nk \xc3\xa9\n", b"\nk\x0bv\n"):
+        assert split(piece, False) is None, piece
+
+
+def _big_table(rnd, eol):
+    """About 300 KB: runs of plain records (some keys repeated far apart) and, here and
+    there, lines the bulk split refuses, so that 64 KiB pieces take every path."""
+    lines = [b"# generated table", b""]
+    odd = (b"# section", b"", b"   ", b"  # note", b"\tcontinued", b'"q k" v', b"k:x: v", b"trailing v ",
+           b"k \xc3\xa9", b"no-value")
+    for i in range(10000):
+        key = b"user%d@example%d.COM" % (rnd.randrange(12000) if rnd.random() < 0.05 else i, i % 7)
+        lines.append(key + rnd.choice((b"\t", b" ", b"\t\t")) + b"box%d@mail.example, archive" % i)
+        if rnd.random() < 0.002:
+            lines.extend(rnd.choices(odd, k=rnd.randrange(1, 4)))
+    return eol.join(lines) + eol
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(seed=st.integers(0, 2 ** 32 - 1), eol=st.sampled_from([b"\n", b"\r\n"]), nul=st.booleans(),
+       duplicates=st.sampled_from(["warn", "ignore", "replace"]))
+def test_compile_big_table_mixing_bulk_split_and_line_parsing(seed, eol, nul, duplicates):
+    data = _big_table(random.Random(seed), eol)
+    taken = []
+    split = _tablefile.TableDocument._split_plain
+
+    def spy(text, nul):
+        result = split(text, nul)
+        taken.append(result is not None)
+        return result
+
+    _tablefile.TableDocument._split_plain = staticmethod(spy)
+    try:
+        assert_compile_matches_document(_tablefile.TableDocument, data, 1 << 16, nul=nul, duplicates=duplicates,
+                                        strict=False)
+    finally:
+        _tablefile.TableDocument._split_plain = staticmethod(split)
+    assert len(taken) >= 8 and any(taken)
+    # A line without value in the last piece: strict parsing names it, whichever path finds it.
+    data += b"late-no-value" + eol
+    assert_compile_matches_document(_tablefile.TableDocument, data, 1 << 16, nul=nul, strict=True)
 
 
 # -- edits ---------------------------------------------------------------------------------
