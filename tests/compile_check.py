@@ -33,9 +33,11 @@ def assert_compile_matches_document(document, data, chunk, nul=False, duplicates
     assert [(w.line, str(w)) for w in compiled[2]] == [(w.line, str(w)) for w in warnings]
 
 
-def assert_compile_mixes_paths(document, data, nul, duplicates):
+def assert_compile_mixes_paths(document, data, nul, duplicates, bad_line):
     """As assert_compile_matches_document in 64 KiB pieces, and at least one piece of
-    several took the bulk split (``_split_plain``)."""
+    several took the bulk split (``_split_plain``); then with ``bad_line`` (a line the
+    format refuses, ending in the source's line end) in the last piece: strict parsing
+    names it, whichever path finds it."""
     taken = []
     split = document._split_plain
 
@@ -50,3 +52,4 @@ def assert_compile_mixes_paths(document, data, nul, duplicates):
     finally:
         document._split_plain = staticmethod(split)
     assert len(taken) >= 8 and any(taken)
+    assert_compile_matches_document(document, data + bad_line, 1 << 16, nul=nul, strict=True)
