@@ -28,6 +28,8 @@ from ansible_collections.mailops.postfix.plugins.module_utils._errors import Par
 # ISSPACE() in sys_defs.h is ASCII isspace(): the set bytes.strip()/split() use.
 WHITESPACE = b" \t\n\r\x0b\x0c"
 _NOT_START = frozenset(WHITESPACE + b"#")
+# Not yet worked out (LineDocument._layout_ref).
+_UNKNOWN = object()
 
 # Compile-only parsing (LineDocument.compile) works on chunks of about this many bytes,
 # cut where a logical line starts: a newline followed by a byte that is not whitespace or
@@ -358,6 +360,7 @@ class LineDocument(object):
         self._edits = {}        # physical line number -> new content, or None when deleted
         self._appended = []     # new physical lines (content, no terminator), None when deleted
         self._index = None      # folded key -> record numbers, built on the first edit
+        self._layout_ref = _UNKNOWN     # _last_record(), kept while entries are appended
         self._lineno = 0        # line being parsed, for _note(); 0 when verifying an edit
         lines, self._terminated = split_lines(data)
         self._nlines = len(lines)
@@ -662,15 +665,19 @@ class LineDocument(object):
 
     def _last_record(self):
         """The record whose layout new entries copy: the last one of the original text
-        (entries appended earlier may have had to give up the alignment)."""
-        fallback = None
-        for r in range(len(self._keys) - 1, -1, -1):
-            if self._keys[r] is not None:
-                if self._starts[r] < self._nlines:
-                    return r
-                if fallback is None:
-                    fallback = r
-        return fallback
+        (entries appended earlier may have had to give up the alignment), else the last
+        appended one.  Remembered, so that appending n entries costs O(n), not O(n**2)."""
+        if self._layout_ref is _UNKNOWN:
+            fallback = None
+            for r in range(len(self._keys) - 1, -1, -1):
+                if self._keys[r] is not None:
+                    if self._starts[r] < self._nlines:
+                        fallback = r
+                        break
+                    if fallback is None:
+                        fallback = r
+            self._layout_ref = fallback
+        return self._layout_ref
 
     def _eol(self, i=None):
         if i is not None and i < self._nlines:
@@ -730,9 +737,13 @@ class LineDocument(object):
         self._keys.append(folded)
         self._values.append(stored)
         index[folded] = [len(self._keys) - 1]
+        if ref is None or self._starts[ref] >= self._nlines:
+            self._layout_ref = len(self._keys) - 1      # the new last appended entry
         return True
 
     def _delete_record(self, r):
+        if r == self._layout_ref:
+            self._layout_ref = _UNKNOWN
         self._put_line(self._starts[r], None)
         for c in self._conts.pop(r, ()):
             self._put_line(c, None)

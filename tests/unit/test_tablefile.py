@@ -337,6 +337,30 @@ def test_edits_give_expected_entries_and_keep_other_lines(data, ops):
     assert again.records()[0] == records
 
 
+def _layout_reference_by_scan(doc):
+    """_last_record() as a full scan: the last original record left, else the last appended."""
+    live = [r for r, key in enumerate(doc._keys) if key is not None]
+    original = [r for r in live if doc._starts[r] < doc._nlines]
+    return (original or live or [None])[-1]
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=table_sources(), ops=st.lists(st.tuples(st.sampled_from(["set", "set", "remove", "keep_only"]),
+                                                    EDIT_KEYS, EDIT_VALUES), max_size=12))
+def test_remembered_layout_reference_equals_a_full_scan(data, ops):
+    """New entries copy the layout of _last_record(), which is remembered across appends
+    (appending n entries must not rescan n records each time) and forgotten on deletion."""
+    doc = _tablefile.parse(data, "t", strict=False)
+    for op, key, value in ops:
+        if op == "set":
+            doc.set(key, value)
+        elif op == "remove":
+            doc.remove(key)
+        else:
+            doc.keep_only([key])
+        assert doc._last_record() == _layout_reference_by_scan(doc)
+
+
 def test_set_keeps_layout_case_and_comments():
     data = (b"# virtual\n"
             b"Info@Example.com        alice\n"
