@@ -263,6 +263,20 @@ def referenced_tables(config, names=None, warnings=None):
     return found
 
 
+def tables_to_build(config, warnings=None):
+    """referenced_tables() plus the maps of alias_database (what newaliases builds), each
+    listing "alias_database" among its parameters."""
+    tables = referenced_tables(config, warnings=warnings)
+    for ref in alias_database_refs(config, config.value("default_database_type") or "hash"):
+        entry = tables.get(ref)
+        if entry is None:
+            entry = tables[ref] = table_info(*ref)
+            entry["parameters"] = []
+        if "alias_database" not in entry["parameters"]:
+            entry["parameters"].append("alias_database")
+    return tables
+
+
 # -- the running master ----------------------------------------------------------
 
 def pid_file(queue_dir):
@@ -427,15 +441,7 @@ def preflight(config_dir, binary=None):
         except _maincf.ExpansionError as e:
             exp_warnings.append("%s: parameter %s: %s" % (maincf.path, name, e))
     problems.extend(exp_warnings)
-    tables = referenced_tables(config)
-    default_type = config.value("default_database_type") or "hash"
-    for ref in alias_database_refs(config, default_type):
-        entry = tables.get(ref)
-        if entry is None:
-            entry = tables[ref] = table_info(*ref)
-            entry["parameters"] = []
-        if "alias_database" not in entry["parameters"]:
-            entry["parameters"].append("alias_database")
+    tables = tables_to_build(config)
     stale = []
     for (typ, path), info in sorted(tables.items()):
         who = ", ".join(info["parameters"])
@@ -560,15 +566,7 @@ def facts(config_dir, binary=None):
         warnings.append(str(e))
         status = {"pid_file": pid_file(queue_dir), "pid": None, "running": False}
     exp_warnings = []
-    tables = referenced_tables(config, warnings=exp_warnings)
-    default_type = config.value("default_database_type") or None
-    for ref in alias_database_refs(config, default_type or "hash"):
-        entry = tables.get(ref)
-        if entry is None:
-            entry = tables[ref] = table_info(*ref)
-            entry["parameters"] = []
-        if "alias_database" not in entry["parameters"]:
-            entry["parameters"].append("alias_database")
+    tables = tables_to_build(config, warnings=exp_warnings)
     warnings.extend(sorted(set(exp_warnings)))
     return {
         "config_dir": config_dir,
@@ -576,7 +574,7 @@ def facts(config_dir, binary=None):
         "parameters": maincf.params(),
         "defaults": defaults,
         "map_types": binary.map_types() if binary else [],
-        "default_database_type": default_type,
+        "default_database_type": config.value("default_database_type") or None,
         "mail_version": config.value("mail_version") or None,
         "queue_directory": queue_dir,
         "pid_file": status["pid_file"],

@@ -26,6 +26,7 @@ order, and sorted (version 9) or unsorted (version 8) bucket pages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from bisect import bisect_right
@@ -504,6 +505,20 @@ class _File(object):
                     yield self.item(page, pgno, spans[i]), self.item(page, pgno, spans[i + 1])
 
 
+@contextlib.contextmanager
+def _reading(db):
+    """Close ``db`` at the end; a malformed page that slipped past the checks (struct,
+    index or value errors) is a "not a Berkeley DB hash file" error, an I/O error a read error."""
+    try:
+        yield
+    except (struct.error, IndexError, ValueError) as exc:
+        raise db.bad(str(exc))
+    except OSError as exc:
+        raise PostfixError("%s: cannot read: %s" % (db.path, exc.strerror))
+    finally:
+        db.close()
+
+
 def read(path):
     """Iterate over every (key, value) pair of the hash file at ``path``, raw.
 
@@ -512,21 +527,15 @@ def read(path):
     db = _File(path)
 
     def pairs():
-        try:
+        with _reading(db):
             yield from db.pairs()
-        except (struct.error, IndexError, ValueError) as exc:
-            raise db.bad(str(exc))
-        except OSError as exc:
-            raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
-        finally:
-            db.close()
     return pairs()
 
 
 def lookup(path, key):
     """The raw value stored for the raw ``key``, or None; reads only the key's bucket."""
     db = _File(path)
-    try:
+    with _reading(db):
         # __ham_call_hash (hash.h)
         bucket = _lanes.hash_one(key, _FNV_PRIME) & db.high_mask
         if bucket > db.max_bucket:
@@ -546,9 +555,3 @@ def lookup(path, key):
                     raise db.bad("page %d: item type %d is not a plain key" % (pgno, itype))
                 return db.item(page, pgno, spans[i + 1])
         return None
-    except (struct.error, IndexError, ValueError) as exc:
-        raise db.bad(str(exc))
-    except OSError as exc:
-        raise PostfixError("%s: cannot read: %s" % (path, exc.strerror))
-    finally:
-        db.close()
