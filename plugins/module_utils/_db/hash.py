@@ -74,6 +74,42 @@ _PAGE_HEADER = struct.Struct("<IIIIIHHBB")
 _OFFPAGE = struct.Struct("<B3xII")  # HOFFPAGE: type, unused[3], pgno, tlen
 
 
+def _pwrite(fd, data, offset):
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
+
+
+class _PageRun(object):
+    """Pages with consecutive numbers from ``pgno``, written together at ``pgno * pagesize``
+    once 256 are buffered. A page handed in out of sequence is a bug in the writer, not in
+    the data: it raises instead of landing at another page's offset (``__memp_fget`` reads
+    page n at offset n * pagesize; a bucket found there holds another bucket's keys)."""
+
+    def __init__(self, fd, pagesize, pgno):
+        self.fd = fd
+        self.pagesize = pagesize
+        self.pgno = pgno
+        self.pages = []
+
+    def add(self, pgno, page):
+        pages = self.pages
+        if pgno != self.pgno + len(pages) or len(page) != self.pagesize:
+            raise PostfixError("hash writer: page %d out of sequence (a bug: nothing was written in place)" % pgno)
+        pages.append(page)
+        if len(pages) >= 256:
+            self.flush()
+
+    def flush(self):
+        pages = self.pages
+        if pages:
+            _pwrite(self.fd, b"".join(pages), self.pgno * self.pagesize)
+            self.pgno += len(pages)
+            del pages[:]
+
+
 class _Writer(object):
     """Page assembly and placement for one output file."""
 
@@ -86,35 +122,10 @@ class _Writer(object):
         self.zeros = bytes(pagesize)
         self.formats = {}
         self.next_pgno = nbuckets + 1  # first page after the buckets
-        self.bucket_pages = []
-        self.bucket_offset = pagesize
-        self.tail_pages = []
-        self.tail_offset = self.next_pgno * pagesize
-
-    # -- output -------------------------------------------------------------------------
-    def _pwrite(self, data, offset):
-        view = memoryview(data)
-        while view:
-            done = os.pwrite(self.fd, view, offset)
-            view = view[done:]
-            offset += done
-
-    def _flush(self):
-        if self.bucket_pages:
-            data = b"".join(self.bucket_pages)
-            self._pwrite(data, self.bucket_offset)
-            self.bucket_offset += len(data)
-            self.bucket_pages = []
-        if self.tail_pages:
-            data = b"".join(self.tail_pages)
-            self._pwrite(data, self.tail_offset)
-            self.tail_offset += len(data)
-            self.tail_pages = []
-
-    def _add_tail(self, page):
-        self.tail_pages.append(page)
-        if len(self.tail_pages) >= 256:
-            self._flush()
+        # Bucket pages 1..N and the pages allocated after them are produced interleaved;
+        # each run is written where its page numbers say, never where the other run ended.
+        self.bucket_run = _PageRun(fd, pagesize, 1)
+        self.tail_run = _PageRun(fd, pagesize, self.next_pgno)
 
     def _allocate(self):
         pgno = self.next_pgno
@@ -153,7 +164,7 @@ class _Writer(object):
             nxt = self._allocate() if start + space < total else 0
             # OV_REF (entries) is 1, OV_LEN (hf_offset) the bytes on this page.
             header = _PAGE_HEADER.pack(0, 1, pgno, prev, nxt, 1, len(chunk), 0, _P_OVERFLOW)
-            self._add_tail(b"".join((header, chunk, self.zeros[:space - len(chunk)])))
+            self.tail_run.add(pgno, b"".join((header, chunk, self.zeros[:space - len(chunk)])))
             prev, pgno = pgno, nxt
         return _OFFPAGE.pack(_H_OFFPAGE, first, total)
 
@@ -167,7 +178,7 @@ class _Writer(object):
         ps = self.pagesize
         usable = self.usable
         zeros = self.zeros
-        pages = self.bucket_pages
+        put = self.bucket_run.add
         header = _PAGE_HEADER.pack
         formats = self.formats
         for bucket, chunk in enumerate(groups):
@@ -181,14 +192,11 @@ class _Writer(object):
                 if pack is None:
                     pack = formats[entries] = struct.Struct("<%dH" % (entries + 1)).pack
                 inp = pack(*accumulate(map(add, sizes, repeat(1)), sub, initial=ps))[2:]
-                pages.append(b"".join((header(0, 1, bucket + 1, 0, 0, entries, ps - used, 0, _P_HASH), inp,
-                                       zeros[:ps - used - _OVERHEAD - 2 * entries], b"\x01" if entries else b"",
-                                       b"\x01".join(reversed(chunk)))))
+                put(bucket + 1, b"".join((header(0, 1, bucket + 1, 0, 0, entries, ps - used, 0, _P_HASH), inp,
+                                          zeros[:ps - used - _OVERHEAD - 2 * entries], b"\x01" if entries else b"",
+                                          b"\x01".join(reversed(chunk)))))
             else:
                 self._long_bucket(bucket + 1, chunk)
-            if len(pages) >= 256:
-                self._flush()
-                pages = self.bucket_pages
 
     def _long_bucket(self, pgno, items):
         """A bucket with big items or more pairs than one page holds."""
@@ -217,14 +225,12 @@ class _Writer(object):
             lo, hi = 2 * cuts[i], 2 * cuts[i + 1]
             page = self._hash_page(this, pgnos[i - 1] if i else 0, pgnos[i + 1] if i + 1 < len(pgnos) else 0,
                                    items[lo:hi], sizes[lo:hi], encoded)
-            if i:
-                self._add_tail(page)
-            else:
-                self.bucket_pages.append(page)
+            (self.tail_run if i else self.bucket_run).add(this, page)
 
     def meta(self, nbuckets, nrecords):
         """The meta page (__ham_init_meta), written last when the page count is known."""
-        self._flush()
+        self.bucket_run.flush()
+        self.tail_run.flush()
         st = os.fstat(self.fd)
         # __os_fileid: ino[4] dev[4] unique-ID[4] serial[4] empty[4]; the unique ID is
         # random and the serial starts at the pid.
@@ -238,7 +244,7 @@ class _Writer(object):
                          0, self.next_pgno - 1, 0, 0, 0, 0, uid)
         struct.pack_into("<6I32I", page, 72, nbuckets - 1, nbuckets - 1, (nbuckets >> 1) - 1, 0,
                          (_POSTFIX_NELEM + nrecords) & 0xFFFFFFFF, _CHARKEY_HASH, *spares)
-        self._pwrite(page, 0)
+        _pwrite(self.fd, page, 0)
 
 
 def _choose_buckets(keys, values):
