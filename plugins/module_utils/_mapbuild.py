@@ -135,14 +135,18 @@ class Table(object):
             else:
                 self.format.write(tmp, zip(keys, values))
 
-        with _atomic.locked(self.index):
+        # The source's lock: a run editing the source holds it from its read to here.
+        with _atomic.locked(self.source):
             _atomic.replace(self.index, write, ref_path=self.source)
 
     def ensure(self, force=False, check_mode=False, doc=None):
         """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
 
         Returns a result dict for a module."""
-        with _no_cyclic_gc():
+        # Under the source's lock, so an index is never built from a source another run
+        # is replacing; check mode changes nothing and takes no lock.
+        lock = contextlib.nullcontext() if check_mode else _atomic.locked(self.source)
+        with lock, _no_cyclic_gc():
             keys, values, count, warnings = self.stored_records(doc)
             reason = "forced" if force else self.stale_reason(keys, values)
             if reason and not check_mode:
@@ -181,6 +185,17 @@ def manage_entries(table, entries, state="present", exclusive=False, compile_ind
     compile the index when stale. Returns a result dict (with a diff) for a module."""
     if exclusive and state != "present":
         raise PostfixError("exclusive applies to state=present only")
+    if check_mode:
+        return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
+                               allow_unsafe_targets)
+    # One lock from the read of the source until both it and its index are replaced: two
+    # runs never edit the same old text, so neither loses the other's entries.
+    with _atomic.locked(table.source):
+        return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
+                               allow_unsafe_targets)
+
+
+def _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode, allow_unsafe_targets):
     try:
         before = read_file(table.source)
     except SourceMissing:
