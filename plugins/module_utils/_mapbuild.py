@@ -11,9 +11,10 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
 - the records a source compiles to are decided by the source engines (_tablefile,
   _aliasfile) and stored with the NUL convention of the index format (_db); a plain
   compile needs no document (LineDocument.compile), only editing does;
-- an index is stale when it is missing, older than its source, or its decoded records
-  differ from what the source compiles to (file bytes are no guide: libdb stamps a random
-  file id into every .db and postalias a timestamp);
+- an index is stale when it is missing, older than its source, or real Postfix would not
+  find every record the source compiles to, looking each key up the way its reader does
+  (file bytes are no guide: libdb stamps a random file id into every .db and postalias a
+  timestamp);
 - a rebuild writes a temporary file beside the index and renames it into place under a
   lock (_atomic), so Postfix only ever sees the old index or the new one.
 """
@@ -102,28 +103,16 @@ class Table(object):
     # -- the index ------------------------------------------------------------------------
     def stale_reason(self, keys, values):
         """Why the index must be rebuilt to hold ``keys`` and ``values`` (parallel lists of
-        stored bytes, unique keys), or None when it is current."""
+        stored bytes, unique keys), or None when it is current.
+
+        Current means Postfix finds every key with its value through the format's lookup
+        path (the libdb bucket and page search, cdb_find's probing, liblmdb) and the index
+        holds nothing else: reading the records back in file order would also accept an
+        index whose records Postfix cannot reach. An unreadable index is stale, not an error."""
         reason = _db.stale_by_mtime(self.source, self.index)
         if reason:
             return reason
-        if self._index_differs(keys, values):
-            return "index content differs from source"
-        return None
-
-    def _index_differs(self, keys, values):
-        """Whether the index's decoded records differ from ``keys``/``values``, read as a
-        stream against one dict; postalias's time stamp is not compared."""
-        record_count = getattr(self.format, "record_count", None)
-        if record_count is not None and record_count(self.index) != len(keys):
-            return True
-        expected = dict(zip(keys, values))
-        seen = 0
-        for key, value in self.format.read(self.index):
-            want = expected.get(key)
-            if want is None or (want != value and strip_nul(key) not in _VOLATILE_KEYS):
-                return True
-            seen += 1
-        return seen != len(expected)
+        return self.format.verify(self.index, keys, values, _VOLATILE_KEYS)
 
     def build(self, keys, values):
         """Write the records into the index atomically (temp file, fsync, rename), under a lock."""

@@ -11,6 +11,7 @@ insertion order. Written this way the file is byte-identical to tinycdb's cdb_ma
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import sys
@@ -19,6 +20,7 @@ from collections import Counter
 from itertools import accumulate, repeat
 from operator import add
 
+from ansible_collections.mailops.postfix.plugins.module_utils import _db
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
@@ -246,6 +248,56 @@ def _refill(path, f, buf, offset, i, need, end):
     if len(rest) < need:
         raise CdbError("%s: corrupt cdb file (truncated record at offset %d)" % (path, offset))
     return rest, offset, 0
+
+
+def verify(path, keys, values, volatile=()):
+    """Why the file does not answer ``keys`` with ``values`` as cdb_find() finds them, or
+    None (see _db.verify): each key's table by the low byte of its hash, linear probing
+    from slot (hash >> 8) % nslots until an empty slot, first record whose hash and key
+    match (tinycdb cdb_find.c)."""
+    try:
+        with _open(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except (OSError, CdbError) as exc:
+        return _db.unreadable(exc)
+    try:
+        header = _check_header(path, data[:_HEADER_SIZE], size)
+    except CdbError as exc:
+        return _db.unreadable(exc)
+    tables = []
+    for t in range(256):
+        tpos, nslots = header[2 * t], header[2 * t + 1]
+        tables.append((_from_le("I", data[tpos:tpos + 8 * nslots]), nslots))
+    unpack_pair = _PAIR.unpack_from
+    found = {}
+    try:
+        for key, h in zip(keys, _hashes(keys)):
+            slots, nslots = tables[h & 0xFF]
+            if not nslots:
+                continue
+            i = (h >> 8) % nslots
+            for _probe in range(nslots):
+                rpos = slots[2 * i + 1]
+                if not rpos:
+                    break
+                if slots[2 * i] == h:
+                    klen, vlen = unpack_pair(data, rpos)
+                    if klen == len(key) and data[rpos + 8:rpos + 8 + klen] == key:
+                        if rpos + 8 + klen + vlen > size:
+                            raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)"
+                                           % (path, rpos))
+                        found[key] = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
+                        break
+                i += 1
+                if i == nslots:
+                    i = 0
+    except (CdbError, struct.error) as exc:
+        return _db.unreadable(exc)
+    finally:
+        if size:
+            data.close()
+    return _db.mismatch(keys, values, found, sum(header[1::2]) // 2, volatile)
 
 
 def lookup(path, key):

@@ -33,6 +33,7 @@ from bisect import bisect_right
 from itertools import accumulate, chain, count, islice, repeat
 from operator import add, itemgetter, sub
 
+from ansible_collections.mailops.postfix.plugins.module_utils import _db
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
@@ -267,14 +268,24 @@ def _choose_buckets(keys, values):
     return nbuckets, big
 
 
+def _on_page_order(key):
+    """Sort key for __ham_getindex_sorted's on-page comparison (case 4): bytes first and,
+    when one key is a prefix of the other, the longer one first."""
+    return key.decode("latin-1") + "\u0100"
+
+
 def _group(path, keys, values, nbuckets):
     """Every bucket's flat key, data, key, data... list, sorted by key within the bucket.
 
     The bucket is the low bits of __ham_func5 (hash_func.c, FNV-1) of the key: the table
     has max_bucket = high_mask = nbuckets - 1 (__ham_call_hash). Version 9 bucket pages
-    keep their pairs sorted by key (__ham_getindex), byte order then length, as Python
-    compares bytes. Only references to the caller's keys and values are held.
+    keep their pairs in the order the binary search of __ham_getindex_sorted expects: byte
+    order, as Python compares bytes, except that of two keys one of which is a prefix of
+    the other the longer comes first. That needs a key without a trailing NUL (postalias's
+    YP_* records): NUL-terminated keys are never prefixes of one another. Only references
+    to the caller's keys and values are held.
     """
+    all_nul = all(map(bytes.endswith, keys, repeat(b"\0")))
     keys_of = [[] for dummy in range(nbuckets)]
     values_of = [[] for dummy in range(nbuckets)]
     add_key = [group.append for group in keys_of]
@@ -290,6 +301,8 @@ def _group(path, keys, values, nbuckets):
         if entries > 1:
             value_of = dict(zip(bkeys, bvalues))
             bkeys.sort()
+            if not all_nul and any(map(bytes.startswith, islice(bkeys, 1, None), bkeys)):
+                bkeys.sort(key=_on_page_order)
             if len(value_of) != entries:
                 dup = next(k for k, other in zip(bkeys, islice(bkeys, 1, None)) if k == other)
                 raise PostfixError("%s: duplicate key %r" % (path, dup))
@@ -536,6 +549,92 @@ def read(path):
         with _reading(db):
             yield from db.pairs()
     return pairs()
+
+
+def _compare(key, item, item_offpage):
+    """__ham_getindex_sorted's comparison of a looked-up key with a page's key item (a
+    lookup key is always H_KEYDATA: __ham_lookup). Bytes first; when one is a prefix of the
+    other, an on-page item (case 4) counts the longer one as the smaller, an off-page item
+    (case 2, __db_moff) the shorter one."""
+    if key == item:
+        return 0
+    n = min(len(key), len(item))
+    if key[:n] != item[:n]:
+        return -1 if key[:n] < item[:n] else 1
+    longer_key = len(key) > len(item)
+    return (1 if longer_key else -1) if item_offpage else (-1 if longer_key else 1)
+
+
+def _page_finds(key, page_keys, offpage):
+    """Whether the binary search of __ham_getindex_sorted (DB_BINARY_SEARCH_FOR over the
+    pairs of one page) finds ``key`` among ``page_keys``."""
+    base, lim = 0, len(page_keys)
+    while lim:
+        mid = base + (lim >> 1)
+        res = _compare(key, page_keys[mid], offpage[mid])
+        if not res:
+            return True
+        if res > 0:
+            base = mid + 1
+            lim -= 1
+        lim >>= 1
+    return False
+
+
+def _searchable(page_keys, offpage):
+    """Which keys of one page a lookup finds. A page in plain byte order with no key a
+    prefix of the next (always so when keys end with NUL) and no off-page key is
+    searched by both comparisons alike: every key is found. Any other page is searched
+    key by key as libdb searches it."""
+    if page_keys == sorted(page_keys) and not any(offpage) and \
+            not any(map(bytes.startswith, islice(page_keys, 1, None), page_keys)):
+        return page_keys
+    return [key for key in page_keys if _page_finds(key, page_keys, offpage)]
+
+
+def verify(path, keys, values, volatile=()):
+    """Why the file does not answer ``keys`` with ``values`` as libdb looks them up, or None
+    (see _db.verify).
+
+    A record is found when it sits in the bucket its key hashes to (__ham_call_hash, the
+    page by BUCKET_TO_PAGE: spares) on a page whose binary search reaches it
+    (__ham_getindex_sorted), first match along the chain (__ham_lookup). Every page of
+    every bucket is read and checked on the way, as the reader does.
+    """
+    try:
+        db = _File(path)
+        with _reading(db):
+            found_keys, found_values, found_buckets = [], [], []
+            stored = 0
+            for bucket in range(db.max_bucket + 1):
+                for pgno, page, spans in db.bucket_pages(bucket):
+                    page_keys = []
+                    offpage = []
+                    for i in range(0, len(spans), 2):
+                        page_keys.append(db.item(page, pgno, spans[i]))
+                        offpage.append(page[spans[i][0]] == _H_OFFPAGE)
+                    stored += len(page_keys)
+                    reached = _searchable(page_keys, offpage)
+                    if reached is page_keys:
+                        found_values.extend(db.item(page, pgno, spans[i]) for i in range(1, len(spans), 2))
+                    else:
+                        reached = set(reached)
+                        found_values.extend(db.item(page, pgno, spans[i + 1])
+                                            for i, key in zip(range(0, len(spans), 2), page_keys) if key in reached)
+                        page_keys = [key for key in page_keys if key in reached]
+                    found_keys.extend(page_keys)
+                    found_buckets.extend(repeat(bucket, len(page_keys)))
+            homes = _lanes.hashes(found_keys, _FNV_PRIME, 0, _log2(db.high_mask + 1))
+    except PostfixError as exc:
+        return _db.unreadable(exc)
+    found = {}
+    for key, value, bucket, home in zip(reversed(found_keys), reversed(found_values), reversed(found_buckets),
+                                        reversed(homes)):
+        if home > db.max_bucket:
+            home &= db.low_mask
+        if home == bucket:
+            found[key] = value  # reversed: the first along the chain wins
+    return _db.mismatch(keys, values, found, stored, volatile)
 
 
 def lookup(path, key):

@@ -15,6 +15,7 @@ import os
 import struct
 from itertools import repeat
 
+from ansible_collections.mailops.postfix.plugins.module_utils import _db
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import MissingLibrary, PostfixError
 
 SUFFIX = ".lmdb"
@@ -206,6 +207,28 @@ def read(path):
             env.close()
 
     return records()
+
+
+def verify(path, keys, values, volatile=()):
+    """Why the file does not answer ``keys`` with ``values``, or None (see _db.verify). The
+    keys are looked up by liblmdb itself (mdb_get through the binding's getmulti), the
+    library Postfix reads the file with."""
+    try:
+        lmdb, env = _open_readonly(path)
+    except MissingLibrary:
+        raise
+    except PostfixError as exc:
+        return _db.unreadable(exc)
+    try:
+        with env.begin(buffers=False) as txn:
+            wanted = [key for key in keys if 0 < len(key) <= MAX_KEY_SIZE]
+            found = dict(txn.cursor().getmulti(wanted))
+            stored = env.stat()["entries"]
+    except lmdb.Error as exc:
+        return _db.unreadable("cannot read lmdb file %s: %s" % (path, exc))
+    finally:
+        env.close()
+    return _db.mismatch(keys, values, found, stored, volatile)
 
 
 def lookup(path, key):
