@@ -22,6 +22,22 @@ the file system's preferred I/O size, clamped to 512-16384 (``__fop_set_pgsize``
 is 4096 on ext4, xfs and most others; this writer always uses 4096, and every libdb
 reads any page size from the meta page. The reader takes any page size, either byte
 order, and sorted (version 9) or unsorted (version 8) bucket pages.
+
+Rules a lookup depends on, each of which a file can break while every record is still in
+it (a reader that walks the pages in order sees them all; db_verify may pass):
+
+- page n lives at byte n * pagesize (``__memp_fget`` reads a page by number), so bucket b
+  is read from page ``b + spares[log2(b + 1)]`` (``BUCKET_TO_PAGE``, hash.h) and nowhere
+  else. The writer once broke it: bucket pages and the overflow pages produced between
+  them were buffered separately, and a flush of 256 overflow pages replaced the bucket
+  buffer while bucket pages were still being appended to the old one, so later bucket
+  pages were written at other buckets' offsets or not at all. Postfix then could not find
+  up to a third of the keys of tables with a few percent of multi-kilobyte values;
+- a key is only looked for in the bucket ``__ham_call_hash`` gives it, along that
+  bucket's page chain (``__ham_lookup``);
+- each page's pairs are in the order of ``__ham_getindex_sorted``'s binary search.
+
+``verify`` checks all three, key by key, the way libdb looks keys up.
 """
 
 from __future__ import annotations
