@@ -190,8 +190,8 @@ def test_100k_entries(tmp_path, confdir):
     cdb.write(ours + ".cdb", records)
     assert open(ours + ".cdb", "rb").read() == theirs
     assert list(cdb.read(source + ".cdb")) == records
+    assert postmap_query(confdir, "cdb:" + ours, [k for k, _v in records]) == dict(records)  # every key
     sample = rng.sample(records, 2000)
-    assert postmap_query(confdir, "cdb:" + ours, [k for k, _v in sample]) == dict(sample)
     for key, value in sample[:200]:
         assert cdb.lookup(ours + ".cdb", key) == value
 
