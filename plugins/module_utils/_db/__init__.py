@@ -98,31 +98,34 @@ def index_path(source, type_name):
         raise UnsupportedType("table type %r has no index file" % (type_name,))
 
 
-def mismatch(keys, values, found, stored, volatile=()):
-    """The ``verify`` verdict shared by the formats: ``found`` maps each key the format's
-    lookup path reaches to its value, ``stored`` counts every record in the file.
-
-    Returns None when ``found`` is exactly ``keys`` -> ``values`` and nothing else is
-    stored, else a reason with counts for rebuild_reason, e.g. "index content differs from
-    source: Postfix finds 7264 of 8000 keys (736 not found)"."""
-    for key in volatile:
-        if key in found:
-            try:
-                found[key] = values[keys.index(key)]
-            except ValueError:
-                pass
-    got = list(map(found.get, keys))
-    bad = sum(map(ne, got, values))
-    if not bad and stored == len(keys):
+def mismatch(keys, values, got, stored, volatile=()):
+    """The ``verify`` verdict for formats that look each key up: ``got[i]`` is the value
+    the format's lookup path finds for ``keys[i]`` (None: not found), ``stored`` counts
+    every record in the file. See :func:`verdict`."""
+    if got == values and stored == len(keys):
         return None
-    if bad:
-        missing = got.count(None)
-        wrong = bad - missing
+    missing = got.count(None)
+    wrong = sum(map(ne, got, values)) - missing
+    for key in volatile:
+        if key in keys:
+            i = keys.index(key)
+            wrong -= got[i] is not None and got[i] != values[i]
+    return verdict(len(keys), missing, wrong, stored)
+
+
+def verdict(expected, missing, wrong, stored):
+    """None when Postfix finds all ``expected`` keys with their values and the file holds
+    ``stored == expected`` records, else a reason with counts for rebuild_reason, e.g.
+    "index content differs from source: Postfix finds 7264 of 8000 keys (736 not found)"."""
+    if missing or wrong:
         parts = ["%d not found" % missing] if missing else []
         if wrong:
             parts.append("%d with another value" % wrong)
-        return "%s: Postfix finds %d of %d keys (%s)" % (DIFFERS, len(keys) - bad, len(keys), ", ".join(parts))
-    return "%s: it holds %d records, the source %d" % (DIFFERS, stored, len(keys))
+        return "%s: Postfix finds %d of %d keys (%s)" % (DIFFERS, expected - missing - wrong, expected,
+                                                         ", ".join(parts))
+    if stored != expected:
+        return "%s: it holds %d records, the source %d" % (DIFFERS, stored, expected)
+    return None
 
 
 def unreadable(exc):

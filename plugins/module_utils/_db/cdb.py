@@ -270,9 +270,9 @@ def verify(path, keys, values, volatile=()):
         tpos, nslots = header[2 * t], header[2 * t + 1]
         tables.append((_from_le("I", data[tpos:tpos + 8 * nslots]), nslots))
     unpack_pair = _PAIR.unpack_from
-    found = {}
+    got = [None] * len(keys)
     try:
-        for key, h in zip(keys, _hashes(keys)):
+        for index, (key, h) in enumerate(zip(keys, _hashes(keys))):
             slots, nslots = tables[h & 0xFF]
             if not nslots:
                 continue
@@ -287,7 +287,7 @@ def verify(path, keys, values, volatile=()):
                         if rpos + 8 + klen + vlen > size:
                             raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)"
                                            % (path, rpos))
-                        found[key] = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
+                        got[index] = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
                         break
                 i += 1
                 if i == nslots:
@@ -297,7 +297,7 @@ def verify(path, keys, values, volatile=()):
     finally:
         if size:
             data.close()
-    return _db.mismatch(keys, values, found, sum(header[1::2]) // 2, volatile)
+    return _db.mismatch(keys, values, got, sum(header[1::2]) // 2, volatile)
 
 
 def lookup(path, key):

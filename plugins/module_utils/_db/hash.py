@@ -43,11 +43,12 @@ it (a reader that walks the pages in order sees them all; db_verify may pass):
 from __future__ import annotations
 
 import contextlib
+from array import array
 import os
 import struct
 from bisect import bisect_right
 from itertools import accumulate, chain, count, islice, repeat
-from operator import add, itemgetter, sub
+from operator import add, ge, itemgetter, sub
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _db
 from ansible_collections.mailops.postfix.plugins.module_utils._db import _lanes
@@ -290,11 +291,21 @@ def _on_page_order(key):
     return key.decode("latin-1") + "\u0100"
 
 
-def _group(path, keys, values, nbuckets):
+def _home_buckets(keys, max_bucket, high_mask, low_mask):
+    """__ham_call_hash (hash.h) of every key: its FNV-1 hash (__ham_func5) & high_mask, or
+    & low_mask when that is past max_bucket; an array."""
+    if not high_mask:
+        return array("I", bytes(4 * len(keys)))
+    homes = _lanes.hashes(keys, _FNV_PRIME, 0, high_mask.bit_length())
+    if max_bucket != high_mask:
+        homes = array("I", [h if h <= max_bucket else h & low_mask for h in homes])
+    return homes
+
+
+def _group(path, keys, values, nbuckets, homes):
     """Every bucket's flat key, data, key, data... list, sorted by key within the bucket.
 
-    The bucket is the low bits of __ham_func5 (hash_func.c, FNV-1) of the key: the table
-    has max_bucket = high_mask = nbuckets - 1 (__ham_call_hash). Version 9 bucket pages
+    ``homes`` holds each key's bucket (_home_buckets). Version 9 bucket pages
     keep their pairs in the order the binary search of __ham_getindex_sorted expects: byte
     order, as Python compares bytes, except that of two keys one of which is a prefix of
     the other the longer comes first. That needs a key without a trailing NUL (postalias's
@@ -306,7 +317,7 @@ def _group(path, keys, values, nbuckets):
     values_of = [[] for dummy in range(nbuckets)]
     add_key = [group.append for group in keys_of]
     add_value = [group.append for group in values_of]
-    for bucket, key, value in zip(_lanes.hashes(keys, _FNV_PRIME, 0, (nbuckets - 1).bit_length()), keys, values):
+    for bucket, key, value in zip(homes, keys, values):
         add_key[bucket](key)
         add_value[bucket](value)
     del add_key, add_value
@@ -359,7 +370,7 @@ def write_columns(path, keys, values):
         raise bad
     if nbuckets > 1 << 31:
         raise PostfixError("%s: table too large for a Berkeley DB hash file" % (path,))
-    groups = _group(path, keys, values, nbuckets)
+    groups = _group(path, keys, values, nbuckets, _home_buckets(keys, nbuckets - 1, nbuckets - 1, 0))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
@@ -485,19 +496,25 @@ class _File(object):
             prev, pgno = pgno, next_pgno
 
     def _offsets(self, page, pgno, entries):
-        """Item (start, end) pairs of a hash page, checked as __ham_vrfy does."""
+        """Item (start, end) pairs of a hash page, checked as __ham_vrfy does: offsets past
+        the index and strictly falling (items are packed from the page end down)."""
         end = _OVERHEAD + 2 * entries
         if entries % 2 or end > self.pagesize:
             raise self.bad("page %d: impossible entry count %d" % (pgno, entries))
         inp = struct.unpack_from("%s%dH" % (self.order, entries), page, _OVERHEAD)
-        high = self.pagesize
-        spans = []
-        for offset in inp:
-            if offset >= high or offset < end:
-                raise self.bad("page %d: item offsets out of order" % pgno)
-            spans.append((offset, high))
-            high = offset
-        return spans
+        if inp and (inp[0] >= self.pagesize or inp[-1] < end or any(map(ge, islice(inp, 1, None), inp))):
+            raise self.bad("page %d: item offsets out of order" % pgno)
+        return list(zip(inp, chain((self.pagesize,), inp)))
+
+    def items(self, page, pgno, spans):
+        """Every item of a page in index order (see item); plain items sliced in bulk."""
+        if not spans:
+            return []
+        starts = [start for start, dummy in spans]
+        types = bytes(itemgetter(*starts)(page)) if len(starts) > 1 else bytes((page[starts[0]],))
+        if types.count(_H_KEYDATA) == len(types):
+            return [page[start + 1:end] for start, end in spans]
+        return [self.item(page, pgno, span) for span in spans]
 
     def item(self, page, pgno, span):
         """The bytes of one item (H_KEYDATA, or H_OFFPAGE read from its overflow chain)."""
@@ -536,8 +553,8 @@ class _File(object):
     def pairs(self):
         for bucket in range(self.max_bucket + 1):
             for pgno, page, spans in self.bucket_pages(bucket):
-                for i in range(0, len(spans), 2):
-                    yield self.item(page, pgno, spans[i]), self.item(page, pgno, spans[i + 1])
+                items = self.items(page, pgno, spans)
+                yield from zip(islice(items, 0, None, 2), islice(items, 1, None, 2))
 
 
 @contextlib.contextmanager
@@ -615,42 +632,51 @@ def verify(path, keys, values, volatile=()):
     A record is found when it sits in the bucket its key hashes to (__ham_call_hash, the
     page by BUCKET_TO_PAGE: spares) on a page whose binary search reaches it
     (__ham_getindex_sorted), first match along the chain (__ham_lookup). Every page of
-    every bucket is read and checked on the way, as the reader does.
+    every bucket is read and checked on the way, as the reader does. A bucket whose pairs,
+    read along its chain, are exactly the pairs expected there in page order (what this
+    writer makes) has every page in search order and is found whole; any other bucket
+    is searched key by key.
     """
     try:
         db = _File(path)
         with _reading(db):
-            found_keys, found_values, found_buckets = [], [], []
-            stored = 0
+            expected = _group(path, keys, values, db.max_bucket + 1,
+                              _home_buckets(keys, db.max_bucket, db.high_mask, db.low_mask))
+            stored = missing = wrong = 0
             for bucket in range(db.max_bucket + 1):
-                for pgno, page, spans in db.bucket_pages(bucket):
-                    page_keys = []
-                    offpage = []
-                    for i in range(0, len(spans), 2):
-                        page_keys.append(db.item(page, pgno, spans[i]))
-                        offpage.append(page[spans[i][0]] == _H_OFFPAGE)
-                    stored += len(page_keys)
-                    reached = _searchable(page_keys, offpage)
-                    if reached is page_keys:
-                        found_values.extend(db.item(page, pgno, spans[i]) for i in range(1, len(spans), 2))
-                    else:
-                        reached = set(reached)
-                        found_values.extend(db.item(page, pgno, spans[i + 1])
-                                            for i, key in zip(range(0, len(spans), 2), page_keys) if key in reached)
-                        page_keys = [key for key in page_keys if key in reached]
-                    found_keys.extend(page_keys)
-                    found_buckets.extend(repeat(bucket, len(page_keys)))
-            homes = _lanes.hashes(found_keys, _FNV_PRIME, 0, _log2(db.high_mask + 1))
+                want = expected[bucket]
+                expected[bucket] = None
+                pages = [(page, spans, db.items(page, pgno, spans)) for pgno, page, spans in db.bucket_pages(bucket)]
+                found = list(chain.from_iterable(items for dummy, dummy, items in pages))
+                stored += len(found) // 2
+                if found != want:
+                    lost, other = _bucket_differences(pages, want, volatile)
+                    missing += lost
+                    wrong += other
     except PostfixError as exc:
         return _db.unreadable(exc)
+    return _db.verdict(len(keys), missing, wrong, stored)
+
+
+def _bucket_differences(pages, want, volatile):
+    """(not found, found with another value) among the ``want`` pairs of one bucket, each key
+    searched for page by page along the chain as __ham_lookup does."""
     found = {}
-    for key, value, bucket, home in zip(reversed(found_keys), reversed(found_values), reversed(found_buckets),
-                                        reversed(homes)):
-        if home > db.max_bucket:
-            home &= db.low_mask
-        if home == bucket:
-            found[key] = value  # reversed: the first along the chain wins
-    return _db.mismatch(keys, values, found, stored, volatile)
+    for page, spans, items in pages:
+        page_keys = items[0::2]
+        offpage = [page[start] == _H_OFFPAGE for start, dummy in spans[0::2]]
+        reached = set(_searchable(page_keys, offpage))
+        for key, value in zip(page_keys, islice(items, 1, None, 2)):
+            if key in reached and key not in found:
+                found[key] = value
+    missing = wrong = 0
+    for key, value in zip(islice(want, 0, None, 2), islice(want, 1, None, 2)):
+        got = found.get(key)
+        if got is None:
+            missing += 1
+        elif got != value and key not in volatile:
+            wrong += 1
+    return missing, wrong
 
 
 def lookup(path, key):

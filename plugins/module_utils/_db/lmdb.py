@@ -222,13 +222,17 @@ def verify(path, keys, values, volatile=()):
     try:
         with env.begin(buffers=False) as txn:
             wanted = [key for key in keys if 0 < len(key) <= MAX_KEY_SIZE]
-            found = dict(txn.cursor().getmulti(wanted))
+            found = txn.cursor().getmulti(wanted)
             stored = env.stat()["entries"]
     except lmdb.Error as exc:
         return _db.unreadable("cannot read lmdb file %s: %s" % (path, exc))
     finally:
         env.close()
-    return _db.mismatch(keys, values, found, stored, volatile)
+    if len(found) == len(keys):  # every key found, in the order asked
+        got = [value for _key, value in found]
+    else:
+        got = list(map(dict(found).get, keys))
+    return _db.mismatch(keys, values, got, stored, volatile)
 
 
 def lookup(path, key):
