@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test demo deps venv lint sanity units molecule bench changelog clean
+.PHONY: test demo deps venv lint sanity units molecule bench soak changelog clean
 
 test: lint sanity units molecule
 
@@ -36,6 +36,12 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+# Random tables compiled by us and checked by real Postfix for MINUTES; stops at the first
+# difference with a reproducer under bench/out/soak/ (bench/README.md, "Soak").
+MINUTES ?= 30
+soak: venv
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
 clean:
 	rm -rf .build tests/output bench/out
