@@ -12,6 +12,13 @@ Attribute rules (postmap.c / mkmap_open.c, verified against Postfix 3.7):
   ``022 | (~source_mode & 077)``, i.e. ``0600 | (source_mode & 0044)``;
 * anything else new gets 0644.
 
+Temp files: ``.<name>.<pid>.<random>.tmp`` beside the target, ``<pid>`` the writer's. A
+writer killed before its rename (SIGKILL, OOM, power loss) leaves its temp file behind,
+as large as the index it was writing; the next replace() of the same target removes the
+temp files of writers that are gone: no process with that pid, and no process holding the
+flock every writer keeps on its temp file until the rename (which also covers a writer in
+another pid namespace). A live writer's temp file is never touched.
+
 Lock files: ``locked(path)`` takes an exclusive flock on ``.<name>.lock`` in the same
 directory. Postfix never opens dot files in its directories and the file is removed on
 release, so nothing stays behind in /etc/postfix. Waiters re-check after locking that the
@@ -24,6 +31,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -82,22 +90,92 @@ def _fsync_path(path, directory=False):
         os.close(fd)
 
 
+def _writer_alive(pid):
+    """Whether a process with ``pid`` exists (ours counts; a pid we may not signal exists)."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        # PermissionError (EPERM): it exists under another user; anything else: assume it does.
+        return True
+    return True
+
+
+def _temp_pattern(name):
+    """Matches the temp files replace() makes for a target called ``name``; group 1 is the pid.
+    mkstemp's random part has no dot, so another target's temps (``name.x``) never match."""
+    return re.compile(r"\A\.%s\.([0-9]+)\.[a-z0-9_]+\.tmp\Z" % re.escape(name))
+
+
+def _remove_if_abandoned(path):
+    """Remove the temp file ``path`` unless a writer holds its flock; never follows a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mine, now = os.fstat(fd), os.lstat(path)
+        if not stat.S_ISREG(mine.st_mode) or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            return False
+        os.unlink(path)
+    except OSError:
+        return False  # a writer holds it, or it is gone
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_abandoned_temps(target):
+    """Remove the temp files earlier writers of ``target`` left behind when they were killed
+    (see the module docstring); return the paths removed. Best effort: errors are ignored."""
+    real = os.path.realpath(target)
+    directory = os.path.dirname(real)
+    pattern = _temp_pattern(os.path.basename(real))
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if match is None or _writer_alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        if _remove_if_abandoned(path):
+            removed.append(path)
+    return removed
+
+
 def replace(target, write_fn, ref_path=None, mode=None):
     """Atomically replace ``target`` with a file that ``write_fn(temp_path)`` fills.
 
     ``ref_path`` is the source file a new index is derived from (owner and read bits);
     ``mode`` forces a mode. On any error the temp file is removed, the target is left
     untouched, and the error is raised as PostfixError (write_fn's own PostfixError as is).
-    A symlinked target is followed: the file it points to is replaced.
+    A symlinked target is followed: the file it points to is replaced. Temp files that
+    killed writers of the same target left behind are removed first.
     """
     real = os.path.realpath(target)
     directory = os.path.dirname(real)
     uid, gid, new_mode = _attributes(real, ref_path, mode)
+    remove_abandoned_temps(real)
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(real) + ".", suffix=".tmp", dir=directory)
-        os.close(fd)
+        fd, tmp = tempfile.mkstemp(prefix=".%s.%d." % (os.path.basename(real), os.getpid()), suffix=".tmp",
+                                   dir=directory)
     except OSError as exc:
         raise PostfixError("cannot create a temporary file in %s: %s" % (directory, _strerror(exc)))
+    # Held until the temp file is renamed or removed: tells remove_abandoned_temps() that
+    # its writer is alive, whatever pid namespace it runs in. Released right after the
+    # rename, so Postfix's shared lock on the new index never waits for the directory fsync.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
     renamed = False
     try:
         write_fn(tmp)
@@ -115,6 +193,8 @@ def replace(target, write_fn, ref_path=None, mode=None):
         # its link count drop to 0 (dict_changed_name() in dict.c) and restart themselves.
         os.rename(tmp, real)
         renamed = True
+        os.close(fd)
+        fd = -1
         _fsync_path(directory, directory=True)
     except OSError as exc:
         raise PostfixError("cannot write %s: %s" % (target, _strerror(exc)))
@@ -124,6 +204,8 @@ def replace(target, write_fn, ref_path=None, mode=None):
                 os.unlink(tmp)
             except OSError:
                 pass
+        if fd >= 0:
+            os.close(fd)
 
 
 def _to_bytes(content):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import os
 import pathlib
@@ -322,3 +323,153 @@ def test_lock_in_unwritable_place_is_a_postfix_error(tmp_path):
     with pytest.raises(PostfixError, match="cannot create lock file"):
         with _atomic.locked(str(tmp_path / "missing-dir" / "x")):
             pass
+
+
+# -- temp files of killed writers ------------------------------------------------------------
+def _dead_pid():
+    """A pid no process has (a child that has exited and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def live_child():
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def test_temp_name_carries_the_writers_pid(tmp_path):
+    names = []
+
+    def write(tmp):
+        names.append(os.path.basename(tmp))
+        with open(tmp, "wb") as f:
+            f.write(b"x")
+
+    _atomic.replace(str(tmp_path / "virtual.db"), write)
+    prefix = ".virtual.db.%d." % os.getpid()
+    assert names[0].startswith(prefix) and names[0].endswith(".tmp")
+    assert "." not in names[0][len(prefix):-len(".tmp")]
+
+
+def test_dead_writers_temp_is_removed_live_ones_and_others_kept(tmp_path, live_child):
+    dead = _dead_pid()
+    target = tmp_path / "virtual.db"
+    target.write_bytes(b"old")
+    files = {
+        ".virtual.db.%d.k3x9_q2a.tmp" % dead: False,        # a killed writer's: removed
+        ".virtual.db.%d.a1b2c3d4.tmp" % live_child: True,   # a running writer's
+        ".virtual.db.%d.zz9yy8xx.tmp" % os.getpid(): True,  # this process's own (another thread)
+        ".virtual.db.1.a1b2c3d4.tmp": True,                 # init is alive
+        ".virtual.db.0.a1b2c3d4.tmp": True,                 # no such writer, not signalled
+        ".virtual.db.lock": True,                           # the lock file
+        ".virtual.db.k3x9_q2a.tmp": True,                   # the older name without a pid
+        ".virtual.db.5.%d.k3x9_q2a.tmp" % dead: True,       # another target's (virtual.db.5)
+        ".virtual.%d.k3x9_q2a.tmp" % dead: True,            # another target's (virtual)
+        ".virtual.db.%d.tmp" % dead: True,                  # not our pattern
+        ".virtual.db.%d.k3x9_q2a.tmp~" % dead: True,
+        "virtual.db.%d.k3x9_q2a.tmp" % dead: True,
+        ".other.db.%d.k3x9_q2a.tmp" % dead: True,
+    }
+    for name in files:
+        (tmp_path / name).write_bytes(b"partial")
+    _atomic.replace(str(target), _fill(b"new"))
+    assert target.read_bytes() == b"new"
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["virtual.db"] + [n for n, kept in files.items() if kept])
+
+
+def test_pid_that_cannot_be_signalled_counts_as_alive(tmp_path, monkeypatch):
+    dead = _dead_pid()
+    name = ".virtual.db.%d.k3x9_q2a.tmp" % dead
+    (tmp_path / name).write_bytes(b"partial")
+
+    def no_permission(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_atomic.os, "kill", no_permission)
+    assert _atomic.remove_abandoned_temps(str(tmp_path / "virtual.db")) == []
+    assert os.path.exists(str(tmp_path / name))
+
+
+def test_temp_locked_by_its_writer_is_kept_whatever_its_pid(tmp_path):
+    """A writer in another pid namespace has a pid that means nothing here: its flock on the
+    temp file keeps it."""
+    path = tmp_path / (".virtual.db.%d.k3x9_q2a.tmp" % _dead_pid())
+    path.write_bytes(b"partial")
+    with open(str(path), "rb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX)
+        assert _atomic.remove_abandoned_temps(str(tmp_path / "virtual.db")) == []
+        assert path.exists()
+    assert _atomic.remove_abandoned_temps(str(tmp_path / "virtual.db")) == [str(path)]
+    assert not path.exists()
+
+
+def test_running_writers_temp_is_locked_and_kept(tmp_path):
+    """While write_fn runs, a cleanup by another writer leaves our temp file alone."""
+    target = str(tmp_path / "virtual.db")
+    seen = []
+
+    def write(tmp):
+        assert _atomic.remove_abandoned_temps(target) == []
+        with open(tmp, "rb") as other:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        seen.append(os.path.exists(tmp))
+        with open(tmp, "wb") as f:
+            f.write(b"new")
+
+    _atomic.replace(target, write)
+    assert seen == [True]
+    assert _leftovers(tmp_path) == []
+
+
+def test_symlink_or_directory_named_like_a_temp_is_kept(tmp_path):
+    dead = _dead_pid()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep me")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / (".virtual.db.%d.aaaaaaaa.tmp" % dead)).symlink_to(outside)
+    (maps / (".virtual.db.%d.bbbbbbbb.tmp" % dead)).mkdir()
+    assert _atomic.remove_abandoned_temps(str(maps / "virtual.db")) == []
+    assert outside.read_bytes() == b"keep me"
+    assert len(os.listdir(str(maps))) == 2
+
+
+def test_next_run_removes_a_killed_writers_temp(tmp_path):
+    """kill -9 in the middle of write_fn leaves the temp file; the next replace() removes it."""
+    target = str(tmp_path / "virtual.db")
+    code = (
+        "import os, sys, time\n"
+        "sys.path.insert(0, %r)\n"
+        "from ansible_collections.mailops.postfix.plugins.module_utils import _atomic\n"
+        "def write(tmp):\n"
+        "    with open(tmp, 'wb') as f:\n"
+        "        f.write(b'half' * 1000)\n"
+        "    print(tmp, flush=True)\n"
+        "    time.sleep(60)\n"
+        "_atomic.replace(%r, write)\n"
+    ) % (COLLECTIONS, target)
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        tmp = writer.stdout.readline().decode().strip()
+        assert os.path.basename(tmp).startswith(".virtual.db.%d." % writer.pid)
+        # While it runs, another run leaves its temp file alone.
+        _atomic.replace(target, _fill(b"one"))
+        assert os.path.exists(tmp)
+        writer.kill()
+        writer.wait()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert os.path.getsize(tmp) == 4000
+    _atomic.replace(target, _fill(b"two"))
+    assert not os.path.exists(tmp)
+    assert sorted(os.listdir(str(tmp_path))) == ["virtual.db"]
+    assert open(target, "rb").read() == b"two"
