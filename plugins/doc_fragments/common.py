@@ -18,6 +18,22 @@ options:
     default: /etc/postfix
 """
 
+    # mailops.postfix.common.lock_timeout: the modules that write a file under its lock
+    LOCK_TIMEOUT = r"""
+options:
+  lock_timeout:
+    description:
+      - How many seconds to wait for another run that is changing the same file (main.cf, or a
+        table or aliases source and its index) before failing.
+      - Runs on one host take turns through a lock file beside that file (C(.virtual.lock) for
+        C(/etc/postfix/virtual)), held from the read of the file until it (and a table's index)
+        is replaced. When the time is up the task fails, naming the lock file and the pid of the
+        process holding it, and changes nothing.
+      - V(0) does not wait. Check mode and reading an index take no lock.
+    type: float
+    default: 60
+"""
+
     # mailops.postfix.common.table_source: lookup_table and aliases
     TABLE_SOURCE = r"""
 options:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import ALIASES, Table, manage_entries
 
@@ -23,6 +24,7 @@ def run(kind, path_default=None):
         type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
         config_dir=dict(type="path", default="/etc/postfix"),
         backup=dict(type="bool", default=False),
+        lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
     )
     if kind == ALIASES:
         spec["allow_unsafe_targets"] = dict(type="bool", default=False)
@@ -32,7 +34,8 @@ def run(kind, path_default=None):
         table = Table.for_source(p["path"], p["config_dir"], p["type"], kind=kind)
         result = manage_entries(table, p["entries"], state=p["state"], exclusive=p["exclusive"],
                                 compile_index=p["compile"], backup=p["backup"], check_mode=module.check_mode,
-                                allow_unsafe_targets=p.get("allow_unsafe_targets", False))
+                                allow_unsafe_targets=p.get("allow_unsafe_targets", False),
+                                lock_timeout=p["lock_timeout"])
     except PostfixError as e:
         module.fail_json(msg=str(e))
     for warning in result["source_warnings"]:

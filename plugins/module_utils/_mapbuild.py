@@ -114,7 +114,7 @@ class Table(object):
             return reason
         return self.format.verify(self.index, keys, values, _VOLATILE_KEYS)
 
-    def build(self, keys, values):
+    def build(self, keys, values, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
         """Write the records into the index atomically (temp file, fsync, rename), under a lock."""
         write_columns = getattr(self.format, "write_columns", None)
 
@@ -125,21 +125,21 @@ class Table(object):
                 self.format.write(tmp, zip(keys, values))
 
         # The source's lock: a run editing the source holds it from its read to here.
-        with _atomic.locked(self.source):
+        with _atomic.locked(self.source, lock_timeout):
             _atomic.replace(self.index, write, ref_path=self.source)
 
-    def ensure(self, force=False, check_mode=False, doc=None):
+    def ensure(self, force=False, check_mode=False, doc=None, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
         """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
 
-        Returns a result dict for a module."""
+        Waits at most ``lock_timeout`` seconds for the lock. Returns a result dict for a module."""
         # Under the source's lock, so an index is never built from a source another run
         # is replacing; check mode changes nothing and takes no lock.
-        lock = contextlib.nullcontext() if check_mode else _atomic.locked(self.source)
+        lock = contextlib.nullcontext() if check_mode else _atomic.locked(self.source, lock_timeout)
         with lock, _no_cyclic_gc():
             keys, values, count, warnings = self.stored_records(doc)
             reason = "forced" if force else self.stale_reason(keys, values)
             if reason and not check_mode:
-                self.build(keys, values)
+                self.build(keys, values, lock_timeout)
         return dict(changed=bool(reason), index=self.index, type=self.type, count=count,
                     rebuild_reason=reason, source_warnings=warnings)
 
@@ -169,22 +169,24 @@ class Table(object):
 
 
 def manage_entries(table, entries, state="present", exclusive=False, compile_index=True, backup=False,
-                   check_mode=False, allow_unsafe_targets=False):
+                   check_mode=False, allow_unsafe_targets=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
     """Edit the entries of ``table``'s source in one pass, write it if it changed, then
-    compile the index when stale. Returns a result dict (with a diff) for a module."""
+    compile the index when stale; wait at most ``lock_timeout`` seconds for another run
+    holding the source's lock. Returns a result dict (with a diff) for a module."""
     if exclusive and state != "present":
         raise PostfixError("exclusive applies to state=present only")
     if check_mode:
         return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
-                               allow_unsafe_targets)
+                               allow_unsafe_targets, lock_timeout)
     # One lock from the read of the source until both it and its index are replaced: two
     # runs never edit the same old text, so neither loses the other's entries.
-    with _atomic.locked(table.source):
+    with _atomic.locked(table.source, lock_timeout):
         return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
-                               allow_unsafe_targets)
+                               allow_unsafe_targets, lock_timeout)
 
 
-def _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode, allow_unsafe_targets):
+def _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode, allow_unsafe_targets,
+                    lock_timeout):
     try:
         before = read_file(table.source)
     except SourceMissing:
@@ -216,7 +218,7 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
             if backup_file:
                 result["backup_file"] = backup_file
     if compile_index:
-        built = table.ensure(check_mode=check_mode, doc=doc)
+        built = table.ensure(check_mode=check_mode, doc=doc, lock_timeout=lock_timeout)
         result["changed"] = source_changed or built["changed"]
         result.update(compiled=built["changed"], index=built["index"], type=table.type, count=built["count"],
                       rebuild_reason=built["rebuild_reason"], source_warnings=built["source_warnings"])
@@ -226,7 +228,7 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
     return result
 
 
-def rebuild_alias_databases(config_dir, force=False, check_mode=False):
+def rebuild_alias_databases(config_dir, force=False, check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
     """newaliases: rebuild each stale map of alias_database (alias_maps is not touched)."""
     config = load_config(config_dir)
     smtputf8 = smtputf8_enabled(config)
@@ -234,7 +236,7 @@ def rebuild_alias_databases(config_dir, force=False, check_mode=False):
     for type_name, path in _postfix().alias_database_refs(config, config.value("default_database_type") or "hash"):
         table = Table(path, type_name, kind=ALIASES, smtputf8=smtputf8, hostname=config.value("myhostname"),
                       type_origin="alias_database")
-        result = table.ensure(force=force, check_mode=check_mode)
+        result = table.ensure(force=force, check_mode=check_mode, lock_timeout=lock_timeout)
         maps.append(dict(map="%s:%s" % (type_name, path), index=table.index, count=result["count"],
                          rebuild_reason=result["rebuild_reason"], warnings=result["source_warnings"]))
     return maps

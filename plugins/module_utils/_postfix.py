@@ -482,13 +482,15 @@ FALLBACK_DEFAULTS = {
 }
 
 
-def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=False, binary=None):
+def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=False, binary=None,
+                 lock_timeout=None):
     """Set (``postconf -e``), remove (``-X``) or comment out (``-#``) main.cf parameters.
 
     Nothing is written when nothing changes, in check mode, or when the result would list
     a domain in both virtual_alias_domains and mydestination. The file is replaced
     atomically under a lock and keeps its owner, group and mode (``postconf -e`` always
-    leaves 0644 owned by the caller: a main.cf kept 0640 stays 0640 here).
+    leaves 0644 owned by the caller: a main.cf kept 0640 stays 0640 here). Another run
+    holding the lock is waited for at most ``lock_timeout`` seconds (None: the default).
     """
     from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
 
@@ -530,7 +532,7 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
     if check_mode:
         maincf, before, after, changed = attempt()
     else:
-        with _atomic.locked(path):
+        with _atomic.locked(path, _atomic.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout):
             maincf, before, after, changed = attempt()
             if changed:
                 result["backup_file"] = _atomic.replace_text(path, after, backup=backup)

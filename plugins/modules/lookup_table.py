@@ -40,6 +40,7 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.table_source
+  - mailops.postfix.common.lock_timeout
 notes:
   - Keys and values may not contain line breaks or NUL; keys may not contain unquoted white
     space or start with C(#). Such values are refused before anything is written.

@@ -27,6 +27,7 @@ options:
     default: false
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
+  - mailops.postfix.common.lock_timeout
 attributes:
   check_mode:
     support: full
@@ -78,6 +79,7 @@ source_warnings:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import rebuild_alias_databases
 
@@ -87,12 +89,13 @@ def main():
         argument_spec=dict(
             config_dir=dict(type="path", default="/etc/postfix"),
             force=dict(type="bool", default=False),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     try:
         maps = rebuild_alias_databases(module.params["config_dir"], force=module.params["force"],
-                                       check_mode=module.check_mode)
+                                       check_mode=module.check_mode, lock_timeout=module.params["lock_timeout"])
     except PostfixError as e:
         module.fail_json(msg=str(e))
     warnings = [w for m in maps for w in m.pop("warnings")]

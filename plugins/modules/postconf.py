@@ -52,6 +52,7 @@ options:
     default: false
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
+  - mailops.postfix.common.lock_timeout
 attributes:
   check_mode:
     support: full
@@ -144,6 +145,7 @@ warnings_main_cf:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._postfix import edit_main_cf
 
@@ -155,13 +157,14 @@ def main():
             params=dict(type="raw", required=True),
             state=dict(type="str", default="present", choices=["present", "absent", "commented"]),
             backup=dict(type="bool", default=False),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
         res = edit_main_cf(p["config_dir"], p["params"], state=p["state"], backup=p["backup"],
-                           check_mode=module.check_mode)
+                           check_mode=module.check_mode, lock_timeout=p["lock_timeout"])
     except PostfixError as e:
         module.fail_json(msg=str(e))
     result = dict(

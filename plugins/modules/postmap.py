@@ -57,6 +57,7 @@ options:
     default: false
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
+  - mailops.postfix.common.lock_timeout
 attributes:
   check_mode:
     support: full
@@ -153,6 +154,7 @@ records:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import Table
 
@@ -164,6 +166,7 @@ def main():
             type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
             config_dir=dict(type="path", default="/etc/postfix"),
             force=dict(type="bool", default=False),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
             query=dict(type="list", elements="str"),
             dump=dict(type="bool", default=False),
         ),
@@ -179,7 +182,8 @@ def main():
         elif p["dump"]:
             result["records"] = table.dump()
         else:
-            result.update(table.ensure(force=p["force"], check_mode=module.check_mode))
+            result.update(table.ensure(force=p["force"], check_mode=module.check_mode,
+                                       lock_timeout=p["lock_timeout"]))
     except PostfixError as e:
         module.fail_json(msg=str(e))
     for warning in result.get("source_warnings", ()):
