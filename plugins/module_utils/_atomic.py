@@ -40,6 +40,8 @@ import time
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
+# A wait is always bounded: a day at most.
+_MAX_LOCK_TIMEOUT = 86400
 _POLL = 0.05
 
 
@@ -324,6 +326,8 @@ def locked(path, timeout=DEFAULT_LOCK_TIMEOUT):
     Raises PostfixError naming the lock file (and the holder's pid) after ``timeout``
     seconds. Re-entrant within one thread.
     """
+    if not 0 <= timeout <= _MAX_LOCK_TIMEOUT:  # also refuses NaN
+        raise PostfixError("lock_timeout must be between 0 and %d seconds, not %r" % (_MAX_LOCK_TIMEOUT, timeout))
     lpath = lock_path(path)
     key = (threading.get_ident(), lpath)
     with _held_guard:

@@ -473,3 +473,11 @@ def test_next_run_removes_a_killed_writers_temp(tmp_path):
     assert not os.path.exists(tmp)
     assert sorted(os.listdir(str(tmp_path))) == ["virtual.db"]
     assert open(target, "rb").read() == b"two"
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), float("inf"), 86401])
+def test_lock_timeout_is_bounded(tmp_path, timeout):
+    with pytest.raises(PostfixError, match="lock_timeout must be between 0 and 86400 seconds"):
+        with _atomic.locked(str(tmp_path / "virtual"), timeout=timeout):
+            pass
+    assert os.listdir(str(tmp_path)) == []
