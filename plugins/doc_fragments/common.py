@@ -29,7 +29,7 @@ options:
         C(/etc/postfix/virtual)), held from the read of the file until it (and a table's index)
         is replaced. When the time is up the task fails, naming the lock file and the pid of the
         process holding it, and changes nothing.
-      - V(0) does not wait. Check mode and reading an index take no lock.
+      - V(0) does not wait; at most V(86400) (a day). Check mode and reading an index take no lock.
     type: float
     default: 60
 """
