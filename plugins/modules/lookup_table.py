@@ -123,10 +123,15 @@ count:
   type: int
   sample: 2
 rebuild_reason:
-  description: Why the index was rebuilt; null when it was current or O(compile=false).
+  description:
+    - Why the index was rebuilt; null when it was current or O(compile=false).
+    - C(index missing), C(index older than source) or C(forced); C(index content differs from source)
+      followed by how many keys Postfix finds (real Postfix, looking every key up as it does, would not
+      find every entry with its value) or how many records the index holds; C(index unreadable)
+      followed by why, for a damaged or truncated index (rebuilt, not an error).
   returned: always
   type: str
-  sample: index content differs from source
+  sample: "index content differs from source: Postfix finds 7264 of 8000 keys (736 not found)"
 backup_file:
   description: The backup copy of the source.
   returned: when O(backup=true) and the source changed

@@ -130,7 +130,12 @@ count:
   type: int
   sample: 3
 rebuild_reason:
-  description: Why the index was (or in check mode would be) rebuilt; null when it was current.
+  description:
+    - Why the index was (or in check mode would be) rebuilt; null when it was current.
+    - C(index missing), C(index older than source) or C(forced); C(index content differs from source)
+      followed by how many keys Postfix finds (real Postfix, looking every key up as it does, would not
+      find every entry with its value) or how many records the index holds; C(index unreadable)
+      followed by why, for a damaged or truncated index (rebuilt, not an error).
   returned: when compiling
   type: str
   sample: index older than source
