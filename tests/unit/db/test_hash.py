@@ -69,7 +69,7 @@ def postmap_query(base, config, keys):
     """postmap -q - : the value of every key found, from one process."""
     proc = run(["postmap", "-c", config, "-q", "-", "hash:" + base],
                input=b"".join(k.rstrip(b"\0") + b"\n" for k in keys))
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1) and b"fatal:" not in proc.stderr, proc.stderr
     found = {}
     for line in proc.stdout.split(b"\n")[:-1]:
         key, value = line.split(b"\t", 1)
