@@ -2,6 +2,7 @@
 # Build, or reuse, the local container image that Molecule and `make demo` run Postfix in.
 #
 #   scripts/build-image.sh [debian12|debian13]     prints the image name on stdout
+#   scripts/build-image.sh debian12-dovecot         the same plus Dovecot (LMTP delivery tests)
 #
 # No registry is needed: the root file system comes from debootstrap, is imported into
 # podman's own storage and gets Postfix (postfix-lmdb, postfix-cdb), Python and the lmdb and
@@ -10,19 +11,35 @@
 # MAILOPS_TEST_IMAGE (all releases) or MAILOPS_TEST_IMAGE_DEBIAN12 / _DEBIAN13; it must
 # contain python3, python3-apt and Postfix with its lmdb and cdb map plugins, because the
 # test networks have no route to a package mirror.
+#
+# RELEASE-dovecot is one more layer on the RELEASE image (built first if needed): Debian's
+# dovecot-core and dovecot-lmtpd, installed by apt from the mirror at build time, left
+# unconfigured and stopped (the virtual_mailbox scenario's prepare configures and starts
+# Dovecot). It is rebuilt when this script or the RELEASE image changes; use an image of
+# your own with MAILOPS_TEST_IMAGE_DEBIAN12_DOVECOT (MAILOPS_TEST_IMAGE does not apply).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../molecule/env.sh
 . "$root/molecule/env.sh"
 
 release=${1:-debian12}
+variant=
 case $release in
+  *-dovecot) variant=dovecot; base_release=${release%-dovecot} ;;
+  *) base_release=$release ;;
+esac
+case $base_release in
   debian12) suite=bookworm ;;
   debian13) suite=trixie ;;
-  *) echo "build-image: unknown release '$release' (debian12, debian13)" >&2; exit 2 ;;
+  *) echo "build-image: unknown release '$release' (debian12, debian13, debian12-dovecot)" >&2; exit 2 ;;
 esac
 override_var="MAILOPS_TEST_IMAGE_${release^^}"
-override=${!override_var:-${MAILOPS_TEST_IMAGE:-}}
+override_var=${override_var//-/_}
+if [ -n "$variant" ]; then
+  override=${!override_var:-}
+else
+  override=${!override_var:-${MAILOPS_TEST_IMAGE:-}}
+fi
 if [ -n "$override" ]; then
   echo "$override"
   exit 0
@@ -30,6 +47,35 @@ fi
 
 image="localhost/mailops-postfix-test:$release"
 stamp=$(sha256sum "$0" | cut -c1-16)
+
+if [ -n "$variant" ]; then
+  # The variant always layers on the local RELEASE image (built or reused first).
+  base=$(MAILOPS_TEST_IMAGE='' "$0" "$base_release")
+  base_id=$(podman image inspect --format '{{ .Id }}' "$base")
+  if [ "${REBUILD:-0}" != 1 ] && podman image exists "$image" &&
+     [ "$(podman image inspect --format '{{ index .Labels "mailops.build" }}/{{ index .Labels "mailops.base" }}' "$image")" = "$stamp/$base_id" ]; then
+    echo "$image"
+    exit 0
+  fi
+  start=$(date +%s)
+  work=$(mktemp -d /var/tmp/mailops-image.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  # The maintainer scripts find no running init in the build and start nothing.
+  cat >"$work/Containerfile" <<CONTAINERFILE
+FROM $base
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      dovecot-core dovecot-lmtpd \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+LABEL mailops.build=$stamp mailops.base=$base_id
+CMD ["sleep", "infinity"]
+CONTAINERFILE
+  echo "build-image: installing Dovecot into $image" >&2
+  podman build --quiet --network host --tag "$image" --file "$work/Containerfile" "$work" >/dev/null
+  echo "build-image: $image built in $(( $(date +%s) - start )) s" >&2
+  echo "$image"
+  exit 0
+fi
 if [ "${REBUILD:-0}" != 1 ] && podman image exists "$image" &&
    [ "$(podman image inspect --format '{{ index .Labels "mailops.build" }}' "$image")" = "$stamp" ]; then
   echo "$image"
