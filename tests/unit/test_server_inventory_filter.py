@@ -27,7 +27,8 @@ def problems(**inventory):
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
-        "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems"}
+        "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems",
+        "server_mailbox_domains", "server_mailbox_entries", "server_mailbox_virtual_entries"}
 
 
 # Layering
@@ -190,6 +191,12 @@ def test_problems_in_variable_order():
     assert [p.split(".")[0].split("[")[0].split(":")[0] for p in got] == [
         "postfix_server_main_cf", "postfix_server_main_cf_host", "postfix_server_virtual_alias_domains",
         "postfix_server_virtual_alias_domains_host", "postfix_server_aliases", "postfix_server_aliases_host"]
+    got = problems(aliases={"y": []}, vmail_uid=1, virtual_minimum_uid=100,
+                   virtual_mailbox_domains_host=[{"domain": "x"}], virtual_mailbox_domains=[{"domain": "y"}],
+                   virtual_alias_domains_host=[{"domain": "x"}], main_cf={"alias_maps": "f"})
+    assert [p.split(".")[0].split("[")[0].split(":")[0] for p in got] == [
+        "postfix_server_main_cf", "postfix_server_virtual_alias_domains_host", "postfix_server_virtual_mailbox_domains",
+        "postfix_server_virtual_mailbox_domains_host", "postfix_server_vmail_uid", "postfix_server_aliases"]
 
 
 def test_non_mapping_aliases_of_a_domain_are_an_error():
