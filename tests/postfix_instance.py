@@ -224,6 +224,24 @@ class PostfixInstance:
             time.sleep(0.2)
         raise AssertionError("%s never reached %s; log:\n%s" % (msgid, user, self.log()))
 
+    @staticmethod
+    def maildir(path: Path) -> dict:
+        """The messages in the ``new/`` directory of the Maildir ``path``: file -> text."""
+        new = Path(path) / "new"
+        if not new.is_dir():
+            return {}
+        return {p: p.read_text(errors="replace") for p in sorted(new.iterdir())}
+
+    def wait_for_maildir(self, path: Path, msgid: str, timeout: float = 20.0) -> Path:
+        """The file of message ``msgid`` once it is in the Maildir ``path`` (any base, any domain)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for file, text in self.maildir(path).items():
+                if msgid in text:
+                    return file
+            time.sleep(0.2)
+        raise AssertionError("%s never reached %s; log:\n%s" % (msgid, path, self.log()))
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
