@@ -337,6 +337,31 @@ def split_list(value):
     return [t for t in _LIST_SEP.split(value) if t]
 
 
+_BRACED_SEP = " \t\r\n\v\f,"
+
+
+def split_braced(value):
+    """Split on commas and whitespace, keeping ``{...}`` groups whole: the lists of
+    lookup tables and domains (mystrtokq with CHARS_BRACE, match_list.c, maps.c)."""
+    out = []
+    cur = []
+    level = 0
+    for c in value:
+        if level == 0 and c in _BRACED_SEP:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+            continue
+        if c == "{":
+            level += 1
+        elif c == "}" and level > 0:
+            level -= 1
+        cur.append(c)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
 def values_equal(current, wanted, given=None):
     """Whether setting ``wanted`` would change nothing. A list given by the user matches
     the same items however the file spells the separators or continuation lines."""
@@ -634,26 +659,3 @@ class Config(object):
 
     def list(self, name, warnings=None):
         return split_list(self.value(name, warnings=warnings))
-
-
-def crossing_domains(config):
-    """Domains (expanded, lower-cased) listed in both virtual_alias_domains and mydestination.
-
-    Only literal domain names are compared; ``type:table`` entries are skipped."""
-    def domains(name):
-        return set(d.lower() for d in config.list(name) if ":" not in d and not d.startswith("/"))
-    return sorted(domains("virtual_alias_domains") & domains("mydestination"))
-
-
-# The seed tutorial's warning, quoted when the two lists overlap.
-CROSSING_WARNING = (
-    "it\u2019s important to never add a \u201cvirtual_alias_domain\u201d as a entry to "
-    "\u201cmydestination\u201d or (very) bad things, think along the lines of Ghostbusters "
-    "crossing the streams, will happen.")
-
-
-def crossing_message(domains):
-    return ("refusing: %s would be listed in both virtual_alias_domains and mydestination. "
-            "Postfix reads a domain in mydestination as local and never consults the virtual "
-            "alias domain; as the virtual domains tutorial puts it: \"%s\""
-            % (", ".join(domains), CROSSING_WARNING))

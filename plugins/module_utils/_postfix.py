@@ -18,7 +18,7 @@ import subprocess
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path, stale_by_mtime
-from ansible_collections.mailops.postfix.plugins.module_utils import _maincf
+from ansible_collections.mailops.postfix.plugins.module_utils import _address_classes, _maincf
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
 DEFAULT_QUEUE_DIR = "/var/spool/postfix"
@@ -149,33 +149,9 @@ def queue_directory(config, binary=None):
 
 # -- lookup tables main.cf references ---------------------------------------------
 
-_TOKEN_SEP = " \t\r\n\v\f,"
-
-
-def _tokens(text):
-    """Split on commas and whitespace, keeping ``{...}`` groups whole (mystrtokq "{}")."""
-    out = []
-    cur = []
-    level = 0
-    for c in text:
-        if level == 0 and c in _TOKEN_SEP:
-            if cur:
-                out.append("".join(cur))
-                cur = []
-            continue
-        if c == "{":
-            level += 1
-        elif c == "}" and level > 0:
-            level -= 1
-        cur.append(c)
-    if cur:
-        out.append("".join(cur))
-    return out
-
-
 def _table_refs(token, out):
     if token.startswith("{") and token.endswith("}"):
-        for t in _tokens(token[1:-1]):
+        for t in _maincf.split_braced(token[1:-1]):
             _table_refs(t, out)
         return
     m = re.match(r"^([A-Za-z0-9_]+):(.*)\Z", token, re.S)
@@ -193,7 +169,7 @@ def _table_refs(token, out):
 def table_refs(value):
     """``[(type, path)]`` for every ``type:/path`` lookup table in an expanded value."""
     out = []
-    for tok in _tokens(value):
+    for tok in _maincf.split_braced(value):
         _table_refs(tok, out)
     return out
 
@@ -461,33 +437,35 @@ def preflight(config_dir, binary=None):
             problems.append("%s:%s (%s): file not found" % (typ, path, who))
         else:
             problems.extend(_file_problems(path, "table", check_owner=False))
-    crossing = _maincf.crossing_domains(config)
-    if crossing:
-        problems.append(_maincf.crossing_message(crossing))
+    # Every domain in more than one address class is a problem, however it got there.
+    classes = _address_classes.find_crossings(config)
+    if classes.crossings:
+        problems.append(_address_classes.message(classes.crossings, refusing=False))
     for name in ("main.cf", "master.cf"):
         problems.extend(_file_problems(os.path.join(config_dir, name), "configuration"))
     if not os.path.exists(os.path.join(config_dir, "master.cf")):
         problems.append("%s: file not found" % os.path.join(config_dir, "master.cf"))
-    facts = {"maincf": maincf, "config": config, "tables": tables, "stale": stale}
+    facts = {"maincf": maincf, "config": config, "tables": tables, "stale": stale,
+             "domain_lists_not_checked": classes.unchecked}
     return problems, warnings, facts
 
 
 # -- the postconf module's edit ------------------------------------------------------
 
-# Used for the crossing check when Postfix is not installed (mail_params.h DEF_MYDEST,
-# DEF_VIRT_ALIAS_DOMS).
-FALLBACK_DEFAULTS = {
-    "mydestination": "$myhostname, localhost.$mydomain, localhost",
-    "virtual_alias_domains": "$virtual_alias_maps",
-}
+# Used for the address class check when Postfix is not installed (mail_params.h).
+FALLBACK_DEFAULTS = dict(_address_classes.DEFAULTS)
 
 
 def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=False, binary=None,
                  lock_timeout=None):
     """Set (``postconf -e``), remove (``-X``) or comment out (``-#``) main.cf parameters.
 
-    Nothing is written when nothing changes, in check mode, or when the result would list
-    a domain in both virtual_alias_domains and mydestination. The file is replaced
+    Nothing is written when nothing changes, in check mode, or when a change leaves a
+    domain in more than one address class (mydestination, virtual_alias_domains,
+    virtual_mailbox_domains, relay_domains; _address_classes). That is judged on the whole
+    file after the edit: an edit that changes something is refused while any crossing
+    remains, one it made or one already there, so a file is only ever written free of them
+    (or fixed); an edit that changes nothing never fails. The file is replaced
     atomically under a lock and keeps its owner, group and mode (``postconf -e`` always
     leaves 0644 owned by the caller: a main.cf kept 0640 stays 0640 here). Another run
     holding the lock is waited for at most ``lock_timeout`` seconds (None: the default).
@@ -520,20 +498,23 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
         else:
             raise PostfixError("unknown state %r" % (state,))
         after = maincf.render()
-        defaults = dict(FALLBACK_DEFAULTS)
-        if binary:
-            defaults.update(binary.defaults(config_dir))
-        crossing = _maincf.crossing_domains(_maincf.Config(maincf, defaults))
-        if changed and crossing:
-            raise PostfixError(_maincf.crossing_message(crossing))
-        return maincf, before, after, changed
+        unchecked = []
+        if changed:
+            defaults = dict(FALLBACK_DEFAULTS)
+            if binary:
+                defaults.update(binary.defaults(config_dir))
+            classes = _address_classes.find_crossings(_maincf.Config(maincf, defaults))
+            if classes.crossings:
+                raise PostfixError(_address_classes.message(classes.crossings, unchecked=classes.unchecked))
+            unchecked = classes.unchecked
+        return maincf, before, after, changed, unchecked
 
     result = {"path": path, "backup_file": None}
     if check_mode:
-        maincf, before, after, changed = attempt()
+        maincf, before, after, changed, unchecked = attempt()
     else:
         with _atomic.locked(path, _atomic.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout):
-            maincf, before, after, changed = attempt()
+            maincf, before, after, changed, unchecked = attempt()
             if changed:
                 result["backup_file"] = _atomic.replace_text(path, after, backup=backup)
     result.update(
@@ -542,6 +523,7 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
         restart_required=sorted(set(changed) & set(RESTART_PARAMS)) != [],
         restart_params=sorted(set(changed) & set(RESTART_PARAMS)),
         warnings=maincf.warnings,
+        domain_lists_not_checked=unchecked,
         before=before,
         after=after,
     )
@@ -623,6 +605,7 @@ def reload(config_dir, start_if_stopped=False, check_mode=False, binary=None):
         "changed": False,
         "warnings": warnings,
         "tables_checked": sorted(path for _typ, path in info["tables"]),
+        "domain_lists_not_checked": info["domain_lists_not_checked"],
     }
     if status["running"]:
         if not check_mode:

@@ -20,9 +20,17 @@ description:
   - Unlike C(postconf -e), an edit that changes nothing rewrites nothing (the file and its
     mtime stay as they are), and the file keeps its owner, group and mode (C(postconf -e)
     always leaves it 0644 and owned by the caller). It is replaced atomically under a lock.
-  - Refuses, writing nothing, a change after which a domain would be listed both in
-    C(virtual_alias_domains) and in C(mydestination) (values compared after C($name)
-    expansion, lower-cased).
+  - Refuses, writing nothing, a change after which a domain would be in more than one
+    address class, that is listed by two of C(mydestination) (local),
+    C(virtual_alias_domains), C(virtual_mailbox_domains) and C(relay_domains) (see
+    ADDRESS_CLASS_README). Lists are compared after C($name) expansion, case-folded,
+    with C(/file/name) lists and the keys of C(hash:), C(cdb:), C(lmdb:), C(texthash:) and
+    C(inline:) tables read (an indexed table through its index, else its source); other
+    tables are not read (RV(domain_lists_not_checked)). A name that C(relay_domains) gets
+    only through C($mydestination) (its default below C(compatibility_level = 2)) does not
+    count.
+  - The whole file after the edit is judged; a change is refused while any domain is in
+    two classes, also one that was there before; a call that changes nothing never fails.
   - A main.cf change takes effect with a reload (M(mailops.postfix.reload)), except for the
     parameters the master reads only when it starts (RV(restart_params)).
 options:
@@ -66,7 +74,7 @@ attributes:
     description: Targets with Python 3.8 or later; the Postfix binaries are optional.
 notes:
   - When Postfix is installed, its compiled-in defaults (C(postconf -d)) are used to expand
-    C($name) references for the C(mydestination) check.
+    C($name) references for the address class check; without it, Postfix 3.7's defaults.
 seealso:
   - module: mailops.postfix.reload
   - module: mailops.postfix.postfix_info
@@ -135,6 +143,15 @@ backup_file:
   returned: when O(backup=true) and main.cf changed
   type: str
   sample: /etc/postfix/main.cf.4242.2026-01-01@12:00:00~
+domain_lists_not_checked:
+  description:
+    - The tables and files of the address class domain lists that could not be read, so
+      the names in them were not compared, each naming the parameter, the table or file, and why. Empty
+      when nothing changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["virtual_mailbox_domains: ldap:/etc/postfix/ldap-domains.cf (ldap tables are not read here)"]
 warnings_main_cf:
   description: What Postfix would warn about main.cf (duplicate definitions, stray continuation lines).
   returned: always
@@ -174,6 +191,7 @@ def main():
         restart_required=res["restart_required"],
         restart_params=res["restart_params"],
         warnings_main_cf=res["warnings"],
+        domain_lists_not_checked=res["domain_lists_not_checked"],
     )
     if res["backup_file"]:
         result["backup_file"] = res["backup_file"]

@@ -17,7 +17,9 @@ description:
   - "Checks: main.cf parses and its C($name) expressions expand; every lookup table main.cf
     references (and each map of C(alias_database)) exists, and an indexed one (hash, btree,
     cdb, lmdb) has an index that is not older than its source (the stale ones are named);
-    no domain is listed in both C(virtual_alias_domains) and C(mydestination); main.cf,
+    no domain is in more than one address class (listed by two of C(mydestination),
+    C(virtual_alias_domains), C(virtual_mailbox_domains) and C(relay_domains), read as
+    M(mailops.postfix.postconf) reads them); main.cf,
     master.cf and the tables are not world-writable; main.cf and master.cf are owned by
     root (or the user running the task); master.cf exists."
   - Then it reads C(queue_directory) (main.cf, else the compiled-in default), the master pid
@@ -128,6 +130,14 @@ stale_tables:
   type: list
   elements: str
   sample: [/etc/postfix/virtual.db]
+domain_lists_not_checked:
+  description:
+    - The tables and files of the address class domain lists the pre-flight check could not
+      read, so the names in them were not compared, each naming the parameter, the table or file, and why.
+  returned: success
+  type: list
+  elements: str
+  sample: ["relay_domains: mysql:/etc/postfix/relay-domains.cf (mysql tables are not read here)"]
 warnings_main_cf:
   description: What Postfix would warn about while reading main.cf.
   returned: success

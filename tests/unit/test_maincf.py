@@ -441,10 +441,3 @@ def test_expansion_loop_is_bounded():
     with pytest.raises(m.ExpansionError) as e:
         cfg.value("a", strict=True)
     assert "nesting" in str(e.value)
-
-
-def test_crossing_domains_expanded_and_case_folded():
-    cf = m.MainCf(b"myhostname = MX.Example.com\nmydestination = $myhostname, localhost\n"
-                  b"virtual_alias_domains = other.example, mx.example.COM, hash:/etc/postfix/vdomains\n")
-    assert m.crossing_domains(m.Config(cf, {})) == ["mx.example.com"]
-    assert "crossing the streams" in m.crossing_message(["mx.example.com"])

@@ -131,6 +131,64 @@ def test_refuses_crossing_the_streams(confdir):
     assert before != after_ok
 
 
+@pytest.mark.parametrize("params,message", [
+    ({"virtual_mailbox_domains": "example.org", "virtual_alias_domains": "Example.org"},
+     "refusing: example.org would be in both virtual_alias_domains and virtual_mailbox_domains: "),
+    ({"virtual_mailbox_domains": "$myhostname"},
+     "refusing: vm would be in both mydestination and virtual_mailbox_domains: "),
+    # Debian's main.cf is at compatibility_level 3.6: relay_domains is empty by default.
+    ({"relay_domains": "localhost"}, "refusing: localhost would be in both mydestination and relay_domains: "),
+    ({"relay_domains": "x.example", "virtual_alias_domains": "${relay_domains}"},
+     "refusing: x.example would be in both virtual_alias_domains and relay_domains: "),
+])
+def test_refuses_a_domain_in_two_address_classes(confdir, params, message):
+    main = confdir / "main.cf"
+    before = state(main)
+    res = run(confdir, params=params)
+    assert res["failed"] and res["msg"].startswith(message), res["msg"]
+    assert "a domain belongs to exactly one address class (ADDRESS_CLASS_README)" in res["msg"]
+    assert state(main) == before
+    # Check mode refuses it the same way.
+    assert run(confdir, check_mode=True, params=params)["msg"] == res["msg"]
+
+
+def test_refuses_a_crossing_through_a_table_and_reports_unread_lists(confdir, tmp_path):
+    main = confdir / "main.cf"
+    vdomains = tmp_path / "vdomains"
+    vdomains.write_text("shared.example OK\n")
+    subprocess.run(["postmap", "-c", str(confdir), "cdb:%s" % vdomains], check=True)
+    res = run(confdir, params={"virtual_mailbox_domains": "cdb:%s" % vdomains,
+                               "relay_domains": "ldap:/etc/postfix/ldap-relay.cf"})
+    assert res["changed"] and res["domain_lists_not_checked"] == [
+        "relay_domains: ldap:/etc/postfix/ldap-relay.cf (ldap tables are not read here)"]
+    before = state(main)
+    res = run(confdir, params={"virtual_alias_domains": "Shared.Example"})
+    assert res["failed"] and res["msg"].startswith(
+        "refusing: shared.example would be in both virtual_alias_domains and virtual_mailbox_domains (cdb:%s): "
+        % vdomains)
+    assert res["msg"].endswith("(not checked: relay_domains: ldap:/etc/postfix/ldap-relay.cf (ldap tables are not "
+                               "read here))")
+    assert state(main) == before
+
+
+def test_relay_domains_default_is_no_crossing_and_a_crossing_blocks_other_edits(confdir):
+    main = confdir / "main.cf"
+    # Below compatibility_level 2 relay_domains defaults to $mydestination: Postfix's own
+    # default, not a crossing; nor is the old "relay_domains = $mydestination, ..." idiom.
+    res = run(confdir, params={"compatibility_level": "0"})
+    assert res["changed"] and not res.get("failed")
+    assert run(confdir, params={"relay_domains": "$mydestination, relay.example"})["changed"]
+    # A crossing already in the file (written behind the module's back) blocks any change
+    # until it is fixed; a call that changes nothing still passes.
+    main.write_bytes(main.read_bytes() + b"virtual_alias_domains = localhost\n")
+    before = state(main)
+    res = run(confdir, params={"message_size_limit": 0})
+    assert res["failed"] and "localhost would be in both mydestination and virtual_alias_domains" in res["msg"]
+    assert state(main) == before
+    assert run(confdir, params={"relay_domains": "$mydestination, relay.example"})["changed"] is False
+    assert run(confdir, params={"virtual_alias_domains": "alias.example", "message_size_limit": 0})["changed"]
+
+
 def test_new_main_cf_is_created(tmp_path):
     res = run(tmp_path, params={"biff": "no"})
     assert res["changed"]

@@ -111,6 +111,35 @@ def test_reload_refuses_broken_config_then_applies_good_one(postfix_instance):
     assert tables[str(virtual)]["parameters"] == ["virtual_alias_maps"]
 
 
+def test_preflight_refuses_a_domain_in_two_address_classes(postfix_instance):
+    """The instance serves the virtual mailbox domain mbox.test; any other class listing it,
+    however (literal, $name, a table), fails the pre-flight check before any signal."""
+    pf = postfix_instance
+    relay = pf.config_dir / "relay"
+    relay.write_text("MBOX.test OK\n")
+    postmap(relay)
+    for extra, pair in [
+            ({"virtual_alias_domains": "mbox.test"}, "virtual_alias_domains and virtual_mailbox_domains"),
+            ({"mydestination": "$myhostname, localhost, $virtual_mailbox_domains"},
+             "mydestination and virtual_mailbox_domains"),
+            ({"relay_domains": "hash:%s" % relay}, "virtual_mailbox_domains and relay_domains (hash:%s)" % relay)]:
+        saved = dict(pf.main)
+        pf.write_main(**extra)
+        res = reload(pf, start_if_stopped=True)
+        assert res["failed"] and not res.get("started")
+        problem = "mbox.test is in both %s: a domain belongs to exactly one address class" % pair
+        assert [p for p in res["problems"] if p.startswith(problem)], res["problems"]
+        pf.main = saved
+        pf.write_main()
+    assert pf.master_pid() is None
+    (pf.config_dir / "ldap-relay.cf").write_text("server_host = ldap.example\n")
+    pf.write_main(relay_domains="ldap:%s" % (pf.config_dir / "ldap-relay.cf"))
+    res = reload(pf, check_mode=True)
+    assert not res.get("failed"), res.get("msg")
+    assert res["domain_lists_not_checked"] == [
+        "relay_domains: ldap:%s (ldap tables are not read here)" % (pf.config_dir / "ldap-relay.cf")]
+
+
 def test_not_running_then_start_if_stopped(postfix_instance):
     pf = postfix_instance
     res = reload(pf)
