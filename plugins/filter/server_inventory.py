@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import crossings
+from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import message as crossing_message
+
 # Targets only allowed in /etc/aliases: they run programs, write files or read a list.
 UNSAFE_TARGET_RE = re.compile(r'^"?(\||/|:include:)')
 DOMAIN_RE = re.compile(r'^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$')
@@ -242,14 +245,10 @@ def _mydestination(main_cf):
 
 
 def _relay_domains(main_cf):
-    """The domain names of relay_domains ($mydestination followed; type:table and /file entries skipped)."""
-    out = []
-    for name in _main_cf_names(main_cf, 'relay_domains'):
-        if name in ('$mydestination', '${mydestination}'):
-            out.extend(_mydestination(main_cf))
-        elif ':' not in name and '/' not in name:
-            out.append(name)
-    return out
+    """The domain names written into relay_domains: $mydestination (names it only inherits, the
+    idiom of older releases) and type:table or /file entries are left out."""
+    return [name for name in _main_cf_names(main_cf, 'relay_domains')
+            if ':' not in name and '/' not in name and not name.startswith('$')]
 
 
 def _given_targets(label, value, out):
@@ -296,7 +295,7 @@ def _virtual_alias_problems(where, domain, item, out, target_check=None):
                         out.append('%s: %s' % (label, problem))
 
 
-def _domain_problems(var, items, mydest, out):
+def _domain_problems(var, items, mydest, crossed, out):
     for index, item in enumerate(_or_default(items, [])):
         where = '%s[%d]' % (var, index)
         if not isinstance(item, Mapping):
@@ -307,20 +306,34 @@ def _domain_problems(var, items, mydest, out):
         elif domain in mydest:
             out.append('%s.domain: %s is also in mydestination (%s); a domain must never be both'
                        ' a virtual alias domain and in mydestination' % (where, domain, ', '.join(mydest)))
+        elif domain in crossed and crossed[domain][-1][0] == 'relay_domains' and len(crossed[domain]) == 2:
+            # Crossings with virtual mailbox domains are reported on those.
+            out.append(_crossing_problem(where + '.domain', domain, crossed[domain],
+                                         ('virtual_alias_domains', where)))
         _virtual_alias_problems(where, domain, item, out)
 
 
-CLASS_NOTE = ('; a domain belongs to exactly one address class (mydestination, virtual_alias_domains,'
-              ' virtual_mailbox_domains or relay_domains)')
+def _class_crossings(inventory, main_cf_vars, mydest, relay):
+    """The domains inventory puts in more than one address class (_address_classes.crossings):
+    domain -> [(class parameter, where inventory lists it)], in Postfix's resolve order."""
+    def where(param):
+        return [var for var, params in main_cf_vars if param in params][-1:] or ['postfix_server_main_cf']
+
+    alias = _declared_domains(inventory, ALIAS_DOMAIN_VARS)
+    mailbox = _declared_domains(inventory, MAILBOX_DOMAIN_VARS)
+    origins = {'mydestination': dict.fromkeys(mydest, where('mydestination')[0] + '.mydestination'),
+               'virtual_alias_domains': alias, 'virtual_mailbox_domains': mailbox,
+               'relay_domains': dict.fromkeys(relay, where('relay_domains')[0] + '.relay_domains')}
+    found = crossings({param: [d for d in names if DOMAIN_RE.match(d)] for param, names in origins.items()})
+    return {domain: [(param, origins[param][domain]) for param in params] for domain, params in found}
 
 
-def _class_problems(where, domain, classes, out):
-    """Messages for a virtual mailbox domain that inventory also puts in another address class.
-
-    ``classes``: one dictionary per other class, domain -> how it is in that class."""
-    for other in classes:
-        if domain in other:
-            out.append('%s.domain: %s is also %s%s' % (where, domain, other[domain], CLASS_NOTE))
+def _crossing_problem(label, domain, places, own=None):
+    """``label``: the crossing of ``domain`` over ``places`` ((param, where) pairs) in
+    _address_classes' words; ``own`` replaces where its own class lists it."""
+    params = [param for param, _where in places]
+    origins = [own[1] if own and param == own[0] else where for param, where in places]
+    return '%s: %s' % (label, crossing_message([(domain, params, origins)], refusing=False))
 
 
 def _path_problem(path):
@@ -413,7 +426,7 @@ def _bare_target_check(domain, merged):
     return check
 
 
-def _mailbox_domain_problems(var, items, merged, classes, seen, out):
+def _mailbox_domain_problems(var, items, merged, crossed, seen, out):
     for index, item in enumerate(_or_default(items, [])):
         where = '%s[%d]' % (var, index)
         if not isinstance(item, Mapping):
@@ -421,8 +434,9 @@ def _mailbox_domain_problems(var, items, merged, classes, seen, out):
         domain = _domain_name(item)
         if not DOMAIN_RE.match(domain):
             out.append('%s.domain: %s is not a domain name' % (where, item.get('domain', '')))
-        else:
-            _class_problems(where, domain, classes, out)
+        elif domain in crossed:
+            out.append(_crossing_problem(where + '.domain', domain, crossed[domain],
+                                         ('virtual_mailbox_domains', where)))
         _user_problems(where, domain, _mapping(_or_default(item.get('users'), {}), where + '.users'), seen, out)
         _virtual_alias_problems(where, domain, item, out, _bare_target_check(domain, merged))
 
@@ -507,25 +521,25 @@ def server_problems(inventory, allow_unsafe_targets=False):
     inventory = _mapping(inventory, 'the inventory')
     out = []
     main_cf = {}
+    main_cf_vars = []
     for var in ('postfix_server_main_cf', 'postfix_server_main_cf_host'):
         params = _mapping(_or_default(inventory.get(var), {}), var)
         for name, source in ROLE_PARAMS.items():
             if name in params:
                 out.append('%s.%s: %s is set by the role (from %s); remove it' % (var, name, params[name], source))
+        main_cf_vars.append((var, params))
         main_cf.update(params)
     mydest = _mydestination(main_cf)
+    crossed = _class_crossings(inventory, main_cf_vars, mydest, _relay_domains(main_cf))
+    for domain, places in crossed.items():
+        if [param for param, _where in places] == ['mydestination', 'relay_domains']:
+            out.append(_crossing_problem(places[1][1], domain, places))
     for var in ALIAS_DOMAIN_VARS:
-        _domain_problems(var, inventory.get(var), mydest, out)
+        _domain_problems(var, inventory.get(var), mydest, crossed, out)
     merged = {d['domain']: d for d in server_mailbox_domains(*(inventory.get(var) for var in MAILBOX_DOMAIN_VARS))}
-    relay = _relay_domains(main_cf)
-    classes = [
-        {d: 'a virtual alias domain (%s)' % w for d, w in _declared_domains(inventory, ALIAS_DOMAIN_VARS).items()},
-        dict.fromkeys(mydest, 'in mydestination (%s)' % ', '.join(mydest)),
-        dict.fromkeys(relay, 'in relay_domains (%s)' % ', '.join(relay)),
-    ]
     seen = {}
     for var in MAILBOX_DOMAIN_VARS:
-        _mailbox_domain_problems(var, inventory.get(var), merged, classes, seen, out)
+        _mailbox_domain_problems(var, inventory.get(var), merged, crossed, seen, out)
     _shared_mailboxes(seen, out)
     _vmail_problems(inventory, out)
     for var in ('postfix_server_aliases', 'postfix_server_aliases_host'):

@@ -153,9 +153,9 @@ def test_role_builds_virtual_mailboxes_previews_them_and_changes_nothing_twice(p
     main_before = pf.main_cf.read_bytes()
 
     # Check mode with --diff: the map, main.cf and the account are previewed, nothing is made.
-    rc, out, changed, _ = run_role(pf, {}, "--check", "--diff")
+    rc, out, changed, tasks = run_role(pf, {}, "--check", "--diff")
     assert rc == 0, out
-    assert changed > 0
+    assert changed > 0 and "Create the vmail user" in tasks
     assert "+alice@shop.test\tshop.test/alice/" in out
     assert "+virtual_mailbox_domains = shop.test" in out
     assert "+@shop.test\talice@shop.test" in out and "+alice@shop.test\talice@shop.test" in out
@@ -164,8 +164,9 @@ def test_role_builds_virtual_mailboxes_previews_them_and_changes_nothing_twice(p
     assert pf.main_cf.read_bytes() == main_before
 
     pf.start()
-    rc, out, changed, _ = run_role(pf, {})
+    rc, out, changed, tasks = run_role(pf, {})
     assert rc == 0, out
+    assert "Rebuild the virtual mailbox map" in tasks and "Reload Postfix" in tasks
     user = pwd.getpwnam(ACCOUNT)
     assert (user.pw_uid, user.pw_gid, user.pw_dir, user.pw_shell) == (UID, GID, str(base), "/usr/sbin/nologin")
     for d in (base, base / "shop.test"):
