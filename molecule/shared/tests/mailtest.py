@@ -133,5 +133,27 @@ def wait_for_mail(box_host, user, token, timeout=60):
     return False
 
 
+def maildir_files(h, directory, token):
+    """Message files of a Maildir (new/ or cur/) holding the token."""
+    out = h.run("grep -rlsF -- %s %s/new %s/cur", token, directory, directory).stdout
+    return sorted(out.split())
+
+
+def wait_for_maildir(h, directory, token, timeout=30):
+    """The Maildir's files holding the token once there; [] after the timeout, or as soon as the
+    queue has been empty three polls in a row without them (delivered elsewhere, or bounced)."""
+    deadline = time.time() + timeout
+    empty = 0
+    while time.time() < deadline:
+        found = maildir_files(h, directory, token)
+        if found:
+            return found
+        empty = empty + 1 if h.run("postqueue -j").stdout.strip() == "" else 0
+        if empty > 2:
+            return maildir_files(h, directory, token)
+        time.sleep(0.5)
+    return []
+
+
 def mail_log(h):
     return h.run("postqueue -p; tail -n 30 /var/log/mail.log /var/log/postfix.log 2>/dev/null").stdout

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import mailtest as mt
@@ -87,3 +89,20 @@ def test_unknown_address_in_virtual_domain_rejected(provider, mx_ip):
     result = mt.send(provider, mx_ip, "nobody-here@example.tld")[1]
     code, text = result["refused"]["nobody-here@example.tld"]
     assert code == 550, text
+
+
+def test_virtual_mailbox_user_gets_a_maildir_owned_by_vmail(mx, provider, mx_ip):
+    domains = mt._load(os.path.join(mt.EXAMPLES, "group_vars", "mail_servers.yml")).get("postfix_server_virtual_mailbox_domains")
+    if not domains:
+        pytest.skip("the example inventory declares no virtual mailbox domain")
+    domain = domains[0]["domain"]
+    user = sorted(domains[0]["users"])[0]
+    token, result = mt.send(provider, mx_ip, "%s@%s" % (user, domain))
+    assert result == {"ok": True}
+    # The role's default mailbox path (DOMAIN/USER/ under /var/mail/vhosts) and vmail ids.
+    found = mt.wait_for_maildir(mx, "/var/mail/vhosts/%s/%s" % (domain, user), token)
+    assert found, mt.mail_log(mx)
+    assert mx.check_output("stat -c '%%u %%g' %s", found[0]) == "5000 5000"
+    result = mt.send(provider, mx_ip, "nobody-here@" + domain)[1]
+    code, text = result["refused"]["nobody-here@" + domain]
+    assert code == 550 and "User unknown in virtual mailbox table" in text, text
