@@ -109,9 +109,9 @@ def test_aliases_bare_users_mean_the_domain_users_full_addresses_stay():
 
 def test_catch_all_gets_an_identity_entry_per_user_before_it():
     virtual = alias_entries([{"domain": "example.tld",
-                           "users": {"bob": None, "alice": None, "gone": {"state": "absent"}, "fwd": None},
-                           "aliases": {"fwd": ["fwd", "fwd@provider.tld"], "info": "bob"},
-                           "catch_all": "alice"}])
+                              "users": {"bob": None, "alice": None, "gone": {"state": "absent"}, "fwd": None},
+                              "aliases": {"fwd": ["fwd", "fwd@provider.tld"], "info": "bob"},
+                              "catch_all": "alice"}])
     assert virtual == {
         "fwd@example.tld": ["fwd@example.tld", "fwd@provider.tld"],
         "info@example.tld": ["bob@example.tld"],
