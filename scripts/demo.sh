@@ -3,8 +3,9 @@
 #  1. builds (or reuses) a Debian 12 image with Postfix (scripts/build-image.sh),
 #  2. starts it as mx1.example.tld, with no network but its own loopback,
 #  3. applies `ansible-playbook mailops.postfix.site` with playbooks/examples/inventory,
-#  4. asks the compiled virtual map where support@example.tld goes (postmap module),
-#  5. sends a mail to support@example.tld over SMTP and prints where it was delivered.
+#  4. asks the compiled maps where support@example.tld and info@example.org go (postmap module),
+#  5. sends a mail to support@example.tld (two local accounts) and one to info@example.org (an
+#     alias of erin's virtual mailbox) over SMTP and prints where they were delivered.
 # The container is removed at the end; DEMO_KEEP=1 keeps it for a look around
 # (podman exec -it mailops-demo-mx1 bash), `scripts/demo.sh clean` removes it later.
 set -euo pipefail
@@ -64,36 +65,43 @@ inventory=(-i playbooks/examples/inventory -i "$work/hosts.yml")
 step "ansible-playbook mailops.postfix.site (example inventory, --diff)"
 ansible-playbook mailops.postfix.site "${inventory[@]}" -e target=mx1.example.tld --diff
 
-step "Where does support@example.tld go? (mailops.postfix.postmap, query)"
+step "Where do support@example.tld and info@example.org go? (mailops.postfix.postmap, query)"
 ansible mx1.example.tld "${inventory[@]}" -m mailops.postfix.postmap \
-  -a '{"path": "/etc/postfix/virtual", "query": ["support@example.tld", "chris@example.tld"]}' |
+  -a '{"path": "/etc/postfix/virtual", "query": ["support@example.tld", "chris@example.tld", "info@example.org"]}' |
+  sed -n '/"lookups"/,/}/p'
+echo "and the virtual mailbox map (mailbox paths under /var/mail/vhosts):"
+ansible mx1.example.tld "${inventory[@]}" -m mailops.postfix.postmap \
+  -a '{"path": "/etc/postfix/vmailbox", "query": ["erin@example.org"]}' |
   sed -n '/"lookups"/,/}/p'
 
-step "Sending a mail to support@example.tld over SMTP"
+step "Sending a mail to support@example.tld and one to info@example.org over SMTP"
 token="demo-$(date +%s)-$$"
 podman exec -i "$name" python3 - "$token" <<'PY'
 import smtplib, sys, time
 from email.message import EmailMessage
-msg = EmailMessage()
-msg["From"], msg["To"], msg["Subject"] = "demo@example.net", "support@example.tld", sys.argv[1]
-msg.set_content("Hello from make demo.\n")
 for _ in range(30):
     try:
-        with smtplib.SMTP("127.0.0.1", 25, timeout=10) as s:
-            s.send_message(msg)
+        s = smtplib.SMTP("127.0.0.1", 25, timeout=10)
         break
     except OSError:
         time.sleep(1)
 else:
     sys.exit("no SMTP service on 127.0.0.1:25")
-print("accepted by 127.0.0.1:25")
+with s:
+    for rcpt in ("support@example.tld", "info@example.org"):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "demo@example.net", rcpt, sys.argv[1]
+        msg.set_content("Hello from make demo.\n")
+        s.send_message(msg)
+        print("%s: accepted by 127.0.0.1:25" % rcpt)
 PY
 
 step "Delivered to"
 found=0
 for _ in $(seq 60); do
-  if podman exec "$name" sh -c "grep -ls -- '$token' /var/mail/* 2>/dev/null" >"$work/boxes" && [ -s "$work/boxes" ] &&
-     [ "$(wc -l <"$work/boxes")" -ge 2 ]; then found=1; break; fi
+  podman exec "$name" sh -c "grep -ls -- '$token' /var/mail/* 2>/dev/null" >"$work/boxes" || true
+  podman exec "$name" sh -c "grep -rls -- '$token' /var/mail/vhosts 2>/dev/null" >"$work/maildirs" || true
+  if [ "$(wc -l <"$work/boxes")" -ge 2 ] && [ -s "$work/maildirs" ]; then found=1; break; fi
   sleep 0.5
 done
 while read -r box; do
@@ -101,12 +109,18 @@ while read -r box; do
   podman exec "$name" sh -c "grep -B15 -- 'Subject: $token' '$box' | grep -E '^(X-Original-To|Delivered-To):'" |
     sed "s|^|  $box  |"
 done <"$work/boxes"
+while read -r file; do
+  # One file per message in the Maildir's new/, written by virtual(8) as the vmail account.
+  podman exec "$name" stat -c '  %n  (owner %U:%G, uid %u)' "$file"
+  podman exec "$name" sh -c "grep -E '^(X-Original-To|Delivered-To):' '$file'" | sed 's|^|    |'
+done <"$work/maildirs"
 if [ "$found" != 1 ]; then
-  echo "demo: the message did not reach both alice and bob; queue:" >&2
+  echo "demo: the messages did not reach alice, bob and erin's Maildir; queue:" >&2
   podman exec "$name" postqueue -p >&2 || true
   exit 1
 fi
 echo
 echo "support@example.tld -> alice, bob: delivered to both local mailboxes."
+echo "info@example.org -> erin@example.org: delivered to her virtual mailbox (Maildir, owned by vmail)."
 [ "${DEMO_KEEP:-0}" = 1 ] && echo "Container kept: podman exec -it $name bash   (remove: scripts/demo.sh clean)"
 exit 0
