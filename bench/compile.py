@@ -172,13 +172,13 @@ def main():
                     rows.append(bench(kind, type_name, n, args.runs, args.python, workdir, args.ours_only,
                                       args.long_share, args.check))
                     r = rows[-1]
-                    print("%-7s %-5s %8d  C %s  ours %7.3fs  ratio %s  RSS C %s ours %6.1f MiB%s" % (
+                    line = "%-7s %-5s %8d  C %s  ours %7.3fs  ratio %s  RSS C %s ours %6.1f MiB%s" % (
                         r["kind"], r["type"], r["n"],
                         "%7.3fs" % r["c"] if r["c"] else "    -   ", r["ours"],
                         "%5.2f" % (r["ours"] / r["c"]) if r["c"] else "  -  ",
                         "%6.1f" % r["c_rss"] if r["c_rss"] else "   -  ", r["our_rss"],
-                        "  no-change check %7.3fs %6.1f MiB" % (r["check"], r["check_rss"]) if args.check else ""),
-                          flush=True)
+                        "  no-change check %7.3fs %6.1f MiB" % (r["check"], r["check_rss"]) if args.check else "")
+                    print(line, flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
