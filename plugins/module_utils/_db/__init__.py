@@ -98,19 +98,19 @@ def index_path(source, type_name):
         raise UnsupportedType("table type %r has no index file" % (type_name,))
 
 
-def mismatch(keys, values, got, stored, volatile=()):
-    """The ``verify`` verdict for formats that look each key up: ``got[i]`` is the value
-    the format's lookup path finds for ``keys[i]`` (None: not found), ``stored`` counts
-    every record in the file. See :func:`verdict`."""
-    if got == values and stored == len(keys):
-        return None
+def differences(keys, values, got, volatile=()):
+    """(not found, found with another value) for ``got[i]``, the value a format's lookup
+    path finds for ``keys[i]`` (None: not found), against ``values[i]``; the values of
+    ``volatile`` keys are not compared."""
+    if got == values:
+        return 0, 0
     missing = got.count(None)
     wrong = sum(map(ne, got, values)) - missing
     for key in volatile:
         if key in keys:
             i = keys.index(key)
             wrong -= got[i] is not None and got[i] != values[i]
-    return verdict(len(keys), missing, wrong, stored)
+    return missing, wrong
 
 
 def verdict(expected, missing, wrong, stored):

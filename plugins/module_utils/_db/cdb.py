@@ -270,13 +270,12 @@ def verify(path, keys, values, volatile=()):
         tpos, nslots = header[2 * t], header[2 * t + 1]
         tables.append((_from_le("I", data[tpos:tpos + 8 * nslots]), nslots))
     unpack_pair = _PAIR.unpack_from
-    got = [None] * len(keys)
+    missing = wrong = 0
     try:
-        for index, (key, h) in enumerate(zip(keys, _hashes(keys))):
+        for key, value, h in zip(keys, values, _hashes(keys)):
             slots, nslots = tables[h & 0xFF]
-            if not nslots:
-                continue
-            i = (h >> 8) % nslots
+            found = None
+            i = (h >> 8) % nslots if nslots else 0
             for _probe in range(nslots):
                 rpos = slots[2 * i + 1]
                 if not rpos:
@@ -287,17 +286,21 @@ def verify(path, keys, values, volatile=()):
                         if rpos + 8 + klen + vlen > size:
                             raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)"
                                            % (path, rpos))
-                        got[index] = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
+                        found = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
                         break
                 i += 1
                 if i == nslots:
                     i = 0
+            if found is None:
+                missing += 1
+            elif found != value and key not in volatile:
+                wrong += 1
     except (CdbError, struct.error) as exc:
         return _db.unreadable(exc)
     finally:
         if size:
             data.close()
-    return _db.mismatch(keys, values, got, sum(header[1::2]) // 2, volatile)
+    return _db.verdict(len(keys), missing, wrong, sum(header[1::2]) // 2)
 
 
 def lookup(path, key):

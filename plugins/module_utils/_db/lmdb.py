@@ -29,6 +29,8 @@ DEFAULT_MAP_SIZE = 16 * 1024 * 1024
 _READ_FUDGE = 10240
 # Records loaded per write transaction (bounds the dirty pages held in memory).
 _TXN_BATCH = 65536
+# Keys looked up per getmulti() call when verifying.
+_VERIFY_BATCH = 65536
 _MAGIC = 0xBEEFC0DE
 _P_INVALID_MASK = (1 << (8 * struct.calcsize("P"))) - 1
 
@@ -219,20 +221,27 @@ def verify(path, keys, values, volatile=()):
         raise
     except PostfixError as exc:
         return _db.unreadable(exc)
+    missing = wrong = 0
     try:
         with env.begin(buffers=False) as txn:
-            wanted = [key for key in keys if 0 < len(key) <= MAX_KEY_SIZE]
-            found = txn.cursor().getmulti(wanted)
+            cursor = txn.cursor()
+            # In batches: the values found are compared and dropped, never all held at once.
+            for start in range(0, len(keys), _VERIFY_BATCH):
+                batch = keys[start:start + _VERIFY_BATCH]
+                found = cursor.getmulti([key for key in batch if 0 < len(key) <= MAX_KEY_SIZE])
+                if len(found) == len(batch):  # every key found, in the order asked
+                    got = [value for _key, value in found]
+                else:
+                    got = list(map(dict(found).get, batch))
+                lost, other = _db.differences(batch, values[start:start + _VERIFY_BATCH], got, volatile)
+                missing += lost
+                wrong += other
             stored = env.stat()["entries"]
     except lmdb.Error as exc:
         return _db.unreadable("cannot read lmdb file %s: %s" % (path, exc))
     finally:
         env.close()
-    if len(found) == len(keys):  # every key found, in the order asked
-        got = [value for _key, value in found]
-    else:
-        got = list(map(dict(found).get, keys))
-    return _db.mismatch(keys, values, got, stored, volatile)
+    return _db.verdict(len(keys), missing, wrong, stored)
 
 
 def lookup(path, key):
