@@ -32,7 +32,7 @@ for s in "${scenarios[@]}"; do
   start=$(date +%s)
   echo "== molecule test -s $s"
   if molecule test -s "$s"; then status=passed; else status=FAILED; failed+=("$s"); fi
-  summary+=("$(printf '%-10s %-7s %4d s' "$s" "$status" $(( $(date +%s) - start )))")
+  summary+=("$(printf '%-16s %-7s %4d s' "$s" "$status" $(( $(date +%s) - start )))")
 done
 echo "== molecule summary (total $(( $(date +%s) - t0 )) s)"
 printf '  %s\n' "${summary[@]}"
