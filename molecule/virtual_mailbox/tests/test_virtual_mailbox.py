@@ -199,6 +199,14 @@ def test_alias_domain_to_local_accounts_still_works(name, provider):
 
 
 @pytest.mark.parametrize("name", HOSTS)
+def test_mailbox_domain_postmaster_reaches_the_local_postmaster(name, provider):
+    """postmaster@example.org -> postmaster@localhost -> /etc/aliases: postmaster -> root -> admin."""
+    h = mt.host(name)
+    token = deliver(provider, name, "postmaster@example.org")
+    assert mt.wait_for_mail(h, "admin", token), log(h)
+
+
+@pytest.mark.parametrize("name", HOSTS)
 def test_catch_all_takes_unknown_local_parts(name, provider):
     token = deliver(provider, name, "nobody-listed@example.com")
     assert_in_maildir(name, "example.com", "gina", token)
