@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test demo deps venv lint sanity units molecule bench soak changelog clean
+.PHONY: test demo deps venv lint sanity units package molecule bench soak changelog clean
 
-test: lint sanity units molecule
+test: lint sanity units package molecule
 
 deps:
 	scripts/install-system-deps.sh
@@ -27,6 +27,10 @@ sanity: venv
 
 units: venv
 	$(BIN)/pytest -n 2 tests/unit
+
+# The tarball users install: no development files; every module documented from the installed copy.
+package: venv
+	scripts/package-check.sh
 
 molecule: venv
 	scripts/molecule.sh
