@@ -1,0 +1,417 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""master.cf (master(5)): parse / edit / render, lossless.
+
+Grouping follows readlline.c:readllines(), as for main.cf: a line whose first byte is not
+whitespace and not ``#`` starts an entry; following lines that start with whitespace continue
+it, and comment or blank lines between them are skipped by Postfix without ending it.
+Fields are split like master_ent.c:get_master_ent() (mystrtokq() with ``{ }`` grouping):
+``service type private unpriv chroot wakeup maxproc command [args]``.  ``-o { name = value }``
+(Postfix >= 3.0) is normalised to ``name=value`` the way postconf(1) shows it.
+
+Untouched entries keep their bytes.  An edited entry is re-rendered the way
+postconf_master.c:pcf_print_master_entry() writes it (fields at columns 0, 11, 17, 25, 33, 41,
+49, 57; each ``-o`` on its own line indented 4 spaces; other arguments folded at 80 columns).
+It stays where it was.  ``postconf -M``/``-F``/``-P`` instead emit an edited entry after
+the comment lines that followed it (FORMATS.md); keeping it in place changes no entry's
+order, so ``postconf -M`` and ``postconf -P`` show the same result, and the comments stay
+next to the services they describe.  Comment lines that were inside an edited entry (between
+its continuation lines) are kept, right after it.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
+
+# master_ent.c: the service types master(8) knows.
+TYPES = ("inet", "unix", "unix-dgram", "fifo", "pass")
+# postconf -F field names, in order (postconf_master.c:pcf_field_name_offset).
+FIELDS = ("service", "type", "private", "unprivileged", "chroot", "wakeup", "process_limit", "command")
+MIN_FIELDS = 8
+_COLUMNS = (0, 11, 17, 25, 33, 41, 49, 57)
+_LINE_LIMIT = 80
+_INDENT = "    "
+# ISSPACE(): ASCII isspace.
+_BLANKS = " \t\n\r\x0b\x0c"
+
+
+def _is_space(ch):
+    return ch in _BLANKS
+
+
+def tokenize(text):
+    """Split like mystrtokq(&bufp, blanks, "{}"): whitespace-separated tokens, where ``{``
+    starts a token that runs to its matching ``}``.  Raises ValueError when unbalanced."""
+    tokens = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and _is_space(text[i]):
+            i += 1
+        if i >= n:
+            break
+        start = i
+        depth = 0
+        while i < n:
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth < 0:
+                    raise ValueError("unbalanced '}'")
+            elif depth == 0 and _is_space(ch):
+                break
+            i += 1
+        if depth:
+            raise ValueError("unbalanced '{'")
+        tokens.append(text[start:i])
+    return tokens
+
+
+def _unbrace(token):
+    """extpar(): ``{ text }`` -> ``text`` with the blanks inside the braces trimmed."""
+    if token.startswith("{") and token.endswith("}"):
+        return token[1:-1].strip(_BLANKS)
+    return token
+
+
+def _nameval(text):
+    """split_nameval(): ``name = value`` -> ``name=value`` (name and value trimmed)."""
+    if "=" not in text:
+        return text
+    name, value = text.split("=", 1)
+    return "%s=%s" % (name.strip(_BLANKS), value.strip(_BLANKS))
+
+
+def normalize_argv(tokens):
+    """The command arguments as postconf holds them: braces removed, ``-o`` values as name=value."""
+    out = list(tokens[:1])
+    i = 1
+    in_options = True
+    while i < len(tokens):
+        tok = tokens[i]
+        if in_options and (not tok.startswith("-") or tok == "--"):
+            in_options = False
+        if in_options and tok == "-o" and i + 1 < len(tokens):
+            out.extend(["-o", _nameval(_unbrace(tokens[i + 1]))])
+            i += 2
+            continue
+        out.append(_unbrace(tok))
+        i += 1
+    return out
+
+
+def render_entry(fields, argv):
+    """One entry as pcf_print_master_entry(PCF_FOLD_LINE) writes it, with its newline."""
+    out = []
+    line_len = 0
+    for idx, arg in enumerate(list(fields) + [argv[0]]):
+        if line_len > 0:
+            while True:
+                out.append(" ")
+                line_len += 1
+                if line_len >= _COLUMNS[idx]:
+                    break
+        out.append(arg)
+        line_len += len(arg)
+    in_options = True
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        arg_len = len(arg)
+        aval = None
+        need_parens = False
+        if in_options:
+            if not arg.startswith("-") or arg == "--":
+                in_options = False
+            elif arg[1:2] == "o" and i + 1 < len(argv):
+                aval = argv[i + 1]
+                line_len = _LINE_LIMIT
+                arg_len += len(aval) + 3
+                need_parens = any(_is_space(c) for c in aval)
+                if need_parens:
+                    arg_len += 2
+        if not in_options:
+            need_parens = any(_is_space(c) for c in arg) or arg == ""
+        if line_len > len(_INDENT):
+            if line_len + 1 + arg_len < _LINE_LIMIT:
+                out.append(" ")
+                line_len += 1
+            else:
+                out.append("\n" + _INDENT)
+                line_len = len(_INDENT)
+        if not in_options and need_parens:
+            out.append("{")
+            line_len += 1
+        out.append(arg)
+        line_len += len(arg)
+        if aval is not None:
+            out.append(" {" if need_parens else " ")
+            out.append(aval)
+            if need_parens:
+                out.append("}")
+            i += 1
+            line_len = _LINE_LIMIT
+        if not in_options and need_parens:
+            out.append("}")
+            line_len += 1
+        i += 1
+    out.append("\n")
+    return "".join(out)
+
+
+def option_params(argv):
+    """The ``-o`` parameters of an argv as (index of the value, name, value) triples."""
+    found = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "--":
+            break
+        if arg == "-o" and i + 1 < len(argv):
+            name, _sep, value = argv[i + 1].partition("=")
+            found.append((i + 1, name, value))
+            i += 2
+            continue
+        i += 1
+    return found
+
+
+def first_non_option(argv):
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "--":
+            return i
+        i += 2 if (arg == "-o" and i + 1 < len(argv)) else 1
+    return len(argv)
+
+
+class Entry(object):
+    """One service: its physical lines (start, continuations, comments between them) and fields."""
+
+    def __init__(self, lines, fields, argv, lineno):
+        self.lines = lines
+        self.fields = list(fields)
+        self.argv = list(argv)
+        self.lineno = lineno
+        self.edited = False
+        self.commented = False
+
+    @property
+    def key(self):
+        return "%s/%s" % (self.fields[0], self.fields[1])
+
+    def render(self):
+        if self.commented:
+            return "".join(ln if ln.lstrip(_BLANKS).startswith("#") or not ln.strip(_BLANKS) else "#" + ln
+                           for ln in self.lines)
+        if not self.edited:
+            return "".join(self.lines)
+        inner = [ln for ln in self.lines[1:] if ln.lstrip(_BLANKS).startswith("#")]
+        return render_entry(self.fields, self.argv) + "".join(inner)
+
+
+def parse_entry_text(text, where="entry"):
+    """Split one entry's text (as ``postconf -M name/type='...'`` takes it) into fields, argv."""
+    try:
+        tokens = tokenize(text)
+    except ValueError as e:
+        raise PostfixError("%s: %s" % (where, e))
+    if len(tokens) < MIN_FIELDS:
+        raise PostfixError("%s: too few fields (%d of at least %d: service type private unpriv chroot "
+                           "wakeup maxproc command)" % (where, len(tokens), MIN_FIELDS))
+    if tokens[1] not in TYPES:
+        raise PostfixError("%s: unknown service type %r (one of %s)" % (where, tokens[1], ", ".join(TYPES)))
+    return tokens[:7], normalize_argv(tokens[7:])
+
+
+class MasterCf(object):
+    """A parsed master.cf: ``items`` are Entry objects and strings (comment/blank lines)."""
+
+    def __init__(self, text, path="master.cf"):
+        self.path = path
+        self.original = text
+        self.items = []
+        self._parse(text)
+
+    @classmethod
+    def load(cls, path, missing_ok=False):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if missing_ok:
+                data = b""
+            else:
+                raise PostfixError("%s: no such file" % path)
+        except OSError as e:
+            raise PostfixError("%s: %s" % (path, e.strerror))
+        return cls(data.decode("utf-8", "surrogateescape"), path)
+
+    def _parse(self, text):
+        # Split on \n only (str.splitlines() also splits on \r, \v, \f...).
+        lines = [ln + "\n" for ln in text.split("\n")]
+        if lines:
+            last = lines.pop()
+            if last != "\n":
+                lines.append(last[:-1])
+        i = 0
+        while i < len(lines):
+            ln = lines[i]
+            body = ln.rstrip("\n")
+            if not body.strip(_BLANKS) or body.lstrip(_BLANKS).startswith("#"):
+                self.items.append(ln)
+                i += 1
+                continue
+            if _is_space(body[0]):
+                # readllines(): "logical line must not start with whitespace"; master(8) drops it.
+                raise ParseError(self.path, i + 1, "continuation line without an entry before it")
+            start = i
+            j = i + 1
+            last_cont = i
+            while j < len(lines):
+                nb = lines[j].rstrip("\n")
+                if not nb.strip(_BLANKS) or nb.lstrip(_BLANKS).startswith("#"):
+                    j += 1
+                    continue
+                if _is_space(nb[0]):
+                    last_cont = j
+                    j += 1
+                    continue
+                break
+            group = lines[start:last_cont + 1]
+            text_parts = [g.rstrip("\n") for g in group
+                          if g.strip(_BLANKS) and not g.lstrip(_BLANKS).startswith("#")]
+            try:
+                fields, argv = parse_entry_text(" ".join(text_parts), "x")
+            except PostfixError as e:
+                raise ParseError(self.path, start + 1, str(e)[len("x: "):])
+            self.items.append(Entry(group, fields, argv, start + 1))
+            i = last_cont + 1
+
+    def render(self):
+        return "".join(it if isinstance(it, str) else it.render() for it in self.items)
+
+    def entries(self):
+        return [it for it in self.items if isinstance(it, Entry) and not it.commented]
+
+    def find(self, name, type_):
+        """The entry master(8) uses for name/type (the last one), or None."""
+        found = [e for e in self.entries() if e.fields[0] == name and e.fields[1] == type_]
+        return found[-1] if found else None
+
+    def _append(self, entry):
+        text = self.render()
+        if text and not text.endswith("\n"):
+            last = self.items[-1]
+            if isinstance(last, str):
+                self.items[-1] = last + "\n"
+            else:
+                last.lines[-1] += "\n"
+        self.items.append(entry)
+
+    # -- edits; each returns True when the entry changed -----------------------------------
+
+    def set_entry(self, name, type_, fields, argv):
+        """``postconf -M name/type='...'``: replace the entry or append it."""
+        fields = list(fields)
+        argv = list(argv)
+        if fields[0] != name or fields[1] != type_:
+            raise PostfixError("%s/%s: the entry names %s/%s" % (name, type_, fields[0], fields[1]))
+        entry = self.find(name, type_)
+        if entry is None:
+            new = Entry([], fields, argv, None)
+            new.edited = True
+            self._append(new)
+            return True
+        if entry.fields == fields and entry.argv == argv:
+            return False
+        entry.fields, entry.argv, entry.edited = fields, argv, True
+        return True
+
+    def remove(self, name, type_):
+        """``postconf -MX name/type``: every entry of that name/type goes."""
+        before = len(self.items)
+        self.items = [it for it in self.items
+                      if isinstance(it, str) or it.commented or it.fields[:2] != [name, type_]]
+        return len(self.items) != before
+
+    def comment(self, name, type_):
+        """``postconf -M# name/type``: ``#`` before each line of every such entry."""
+        changed = False
+        for e in self.entries():
+            if e.fields[:2] == [name, type_]:
+                if e.edited:
+                    e.lines = render_entry(e.fields, e.argv).splitlines(True)
+                    e.edited = False
+                e.commented = True
+                changed = True
+        return changed
+
+    def set_field(self, name, type_, field, value):
+        """``postconf -F name/type/field=value``."""
+        entry = self.find(name, type_)
+        if entry is None:
+            return False
+        if field not in FIELDS:
+            raise PostfixError("unknown master.cf field %r (one of %s)" % (field, ", ".join(FIELDS)))
+        fields, argv = list(entry.fields), list(entry.argv)
+        if field == "command":
+            tokens = tokenize(value)
+            if not tokens:
+                raise PostfixError("%s/%s: empty command" % (name, type_))
+            argv = normalize_argv(tokens)
+        else:
+            if not value or any(_is_space(c) for c in value):
+                raise PostfixError("%s/%s/%s: a field is one word" % (name, type_, field))
+            if field == "type" and value not in TYPES:
+                raise PostfixError("unknown service type %r" % value)
+            fields[FIELDS.index(field)] = value
+        if fields == entry.fields and argv == entry.argv:
+            return False
+        entry.fields, entry.argv, entry.edited = fields, argv, True
+        return True
+
+    def set_param(self, name, type_, param, value):
+        """``postconf -P name/type/param=value``: replace the ``-o`` or add it before the first
+        non-option argument (where postconf puts it)."""
+        entry = self.find(name, type_)
+        if entry is None:
+            return False
+        argv = set_param_argv(entry.argv, param, value)
+        if argv == entry.argv:
+            return False
+        entry.argv, entry.edited = argv, True
+        return True
+
+    def remove_param(self, name, type_, param):
+        """``postconf -PX name/type/param``."""
+        entry = self.find(name, type_)
+        if entry is None:
+            return False
+        argv = remove_param_argv(entry.argv, param)
+        if argv == entry.argv:
+            return False
+        entry.argv, entry.edited = argv, True
+        return True
+
+
+def set_param_argv(argv, param, value):
+    argv = list(argv)
+    found = [idx for idx, n, _v in option_params(argv) if n == param]
+    if found:
+        for idx in found:
+            argv[idx] = "%s=%s" % (param, value)
+        return argv
+    pos = first_non_option(argv)
+    return argv[:pos] + ["-o", "%s=%s" % (param, value)] + argv[pos:]
+
+
+def remove_param_argv(argv, param):
+    drop = set()
+    for idx, n, _v in option_params(argv):
+        if n == param:
+            drop.update((idx - 1, idx))
+    return [a for k, a in enumerate(argv) if k not in drop]
