@@ -22,6 +22,8 @@ its continuation lines) are kept, right after it.
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
 # master_ent.c: the service types master(8) knows.
@@ -415,3 +417,150 @@ def remove_param_argv(argv, param):
         if n == param:
             drop.update((idx - 1, idx))
     return [a for k, a in enumerate(argv) if k not in drop]
+
+
+# -- the master_cf module's edit: many services, one locked read-modify-write ---------------
+
+SERVICE_FIELDS = ("private", "unpriv", "chroot", "wakeup", "maxproc")
+_FORBIDDEN = ("\n", "\r", "\0")
+
+
+def _check_text(what, value):
+    if any(c in value for c in _FORBIDDEN):
+        raise PostfixError("%s: a newline, carriage return or NUL byte is not allowed: %r" % (what, value))
+    depth = 0
+    for ch in value:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            break
+    if depth:
+        raise PostfixError("%s: unbalanced '{' or '}': %r" % (what, value))
+
+
+def _check_word(what, value):
+    _check_text(what, value)
+    if not value or any(_is_space(c) for c in value) or "{" in value or "}" in value:
+        raise PostfixError("%s: must be one word without whitespace or braces: %r" % (what, value))
+
+
+def _string(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def validate_service(svc):
+    """Check one ``services`` item of the module; return it with strings everywhere."""
+    name, type_ = _string(svc.get("name")), _string(svc.get("type"))
+    _check_word("service name", name)
+    if "=" in name or "/" in name or name.startswith("#"):
+        raise PostfixError("service name %r: '=', '/' and a leading '#' are not allowed" % name)
+    if type_ not in TYPES:
+        raise PostfixError("%s: unknown service type %r (one of %s)" % (name, type_, ", ".join(TYPES)))
+    key = "%s/%s" % (name, type_)
+    out = dict(svc, name=name, type=type_)
+    for field in SERVICE_FIELDS + ("command",):
+        if svc.get(field) is not None:
+            out[field] = _string(svc[field])
+            _check_word("%s: %s" % (key, field), out[field])
+    if svc.get("args") is not None:
+        out["args"] = [_string(a) for a in svc["args"]]
+        for a in out["args"]:
+            _check_text("%s: args" % key, a)
+    if svc.get("options") is not None:
+        if not isinstance(svc["options"], dict):
+            raise PostfixError("%s: options must be a dictionary of parameter: value" % key)
+        opts = {}
+        for pname, pvalue in svc["options"].items():
+            pname = _string(pname)
+            _check_word("%s: option name" % key, pname)
+            if "=" in pname or pname.startswith("-"):
+                raise PostfixError("%s: option name %r: '=' or a leading '-' is not allowed" % (key, pname))
+            pvalue = _string(pvalue)
+            _check_text("%s: option %s" % (key, pname), pvalue)
+            if pvalue != pvalue.strip(_BLANKS):
+                raise PostfixError("%s: option %s: leading or trailing whitespace is not kept by Postfix: %r"
+                                   % (key, pname, pvalue))
+            opts[pname] = pvalue
+        out["options"] = opts
+    return out
+
+
+def desired_entry(svc, entry):
+    """The fields and argv a present service should have, starting from its current entry."""
+    key = "%s/%s" % (svc["name"], svc["type"])
+    if entry is None:
+        if not svc.get("command"):
+            raise PostfixError("%s: command is required to add a service" % key)
+        fields = [svc["name"], svc["type"]] + ["-"] * len(SERVICE_FIELDS)
+        argv = [svc["command"]]
+    else:
+        fields, argv = list(entry.fields), list(entry.argv)
+        if svc.get("command"):
+            argv[0] = svc["command"]
+    for idx, field in enumerate(SERVICE_FIELDS):
+        if svc.get(field) is not None:
+            fields[2 + idx] = svc[field]
+    options = svc.get("options")
+    if options is not None:
+        if svc.get("options_exclusive", True):
+            for _idx, pname, _v in option_params(argv):
+                if pname not in options:
+                    argv = remove_param_argv(argv, pname)
+        for pname, pvalue in options.items():
+            argv = set_param_argv(argv, pname, pvalue)
+    if svc.get("args") is not None:
+        argv = argv[:first_non_option(argv)] + list(svc["args"])
+    return fields, argv
+
+
+def edit_master_cf(config_dir, services, backup=False, check_mode=False, lock_timeout=None):
+    """Apply the module's ``services`` to ``config_dir``/master.cf; write only on change."""
+    from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
+
+    if not os.path.isdir(config_dir):
+        raise PostfixError("%s: no such directory" % config_dir)
+    if not services:
+        raise PostfixError("services is empty")
+    services = [validate_service(s) for s in services]
+    path = os.path.join(config_dir, "master.cf")
+
+    def attempt():
+        doc = MasterCf.load(path, missing_ok=all(s.get("state", "present") == "present" for s in services))
+        before = doc.render()
+        changed = []
+        for svc in services:
+            name, type_, state = svc["name"], svc["type"], svc.get("state") or "present"
+            if state == "present":
+                fields, argv = desired_entry(svc, doc.find(name, type_))
+                hit = doc.set_entry(name, type_, fields, argv)
+            elif state == "absent":
+                hit = doc.remove(name, type_)
+            elif state == "commented":
+                hit = doc.comment(name, type_)
+            else:
+                raise PostfixError("%s/%s: unknown state %r" % (name, type_, state))
+            key = "%s/%s" % (name, type_)
+            if hit and key not in changed:
+                changed.append(key)
+        after = doc.render()
+        if after == before:
+            changed = []
+        return before, after, changed
+
+    result = {"path": path, "backup_file": None}
+    if check_mode:
+        before, after, changed = attempt()
+    else:
+        timeout = _atomic.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        with _atomic.locked(path, timeout):
+            before, after, changed = attempt()
+            if changed:
+                result["backup_file"] = _atomic.replace_text(path, after, backup=backup)
+    result.update(changed=bool(changed), changed_services=changed, before=before, after=after,
+                  # master(8): on SIGHUP the master re-reads master.cf, starts added services,
+                  # stops removed ones and re-creates the listeners of changed ones.
+                  restart_required=False, restart_services=[])
+    return result
