@@ -316,21 +316,28 @@ class MasterCf(object):
 
     # -- edits; each returns True when the entry changed -----------------------------------
 
+    def matching(self, name, type_):
+        return [e for e in self.entries() if e.fields[0] == name and e.fields[1] == type_]
+
     def set_entry(self, name, type_, fields, argv):
-        """``postconf -M name/type='...'``: replace the entry or append it."""
+        """``postconf -M name/type='...'``: replace the entry or append it.  Like postconf,
+        the first entry of that name/type is replaced and any later ones are removed."""
         fields = list(fields)
         argv = list(argv)
         if fields[0] != name or fields[1] != type_:
             raise PostfixError("%s/%s: the entry names %s/%s" % (name, type_, fields[0], fields[1]))
-        entry = self.find(name, type_)
-        if entry is None:
+        found = self.matching(name, type_)
+        if not found:
             new = Entry([], fields, argv, None)
             new.edited = True
             self._append(new)
             return True
-        if entry.fields == fields and entry.argv == argv:
+        entry, extra = found[0], found[1:]
+        if not extra and entry.fields == fields and entry.argv == argv:
             return False
-        entry.fields, entry.argv, entry.edited = fields, argv, True
+        if entry.fields != fields or entry.argv != argv:
+            entry.fields, entry.argv, entry.edited = fields, argv, True
+        self.items = [it for it in self.items if not any(it is e for e in extra)]
         return True
 
     def remove(self, name, type_):
@@ -352,52 +359,45 @@ class MasterCf(object):
                 changed = True
         return changed
 
+    def _edit_each(self, name, type_, edit):
+        """Apply ``edit(fields, argv) -> (fields, argv)`` to every entry of name/type (postconf
+        -F, -P and -PX edit them all)."""
+        changed = False
+        for entry in self.matching(name, type_):
+            fields, argv = edit(list(entry.fields), list(entry.argv))
+            if fields != entry.fields or argv != entry.argv:
+                entry.fields, entry.argv, entry.edited = fields, argv, True
+                changed = True
+        return changed
+
     def set_field(self, name, type_, field, value):
         """``postconf -F name/type/field=value``."""
-        entry = self.find(name, type_)
-        if entry is None:
-            return False
         if field not in FIELDS:
             raise PostfixError("unknown master.cf field %r (one of %s)" % (field, ", ".join(FIELDS)))
-        fields, argv = list(entry.fields), list(entry.argv)
         if field == "command":
-            tokens = tokenize(value)
+            try:
+                tokens = tokenize(value)
+            except ValueError as e:
+                raise PostfixError("%s/%s/command: %s" % (name, type_, e))
             if not tokens:
                 raise PostfixError("%s/%s: empty command" % (name, type_))
-            argv = normalize_argv(tokens)
-        else:
-            if not value or any(_is_space(c) for c in value):
-                raise PostfixError("%s/%s/%s: a field is one word" % (name, type_, field))
-            if field == "type" and value not in TYPES:
-                raise PostfixError("unknown service type %r" % value)
-            fields[FIELDS.index(field)] = value
-        if fields == entry.fields and argv == entry.argv:
-            return False
-        entry.fields, entry.argv, entry.edited = fields, argv, True
-        return True
+            new_argv = normalize_argv(tokens)
+            return self._edit_each(name, type_, lambda f, a: (f, list(new_argv)))
+        if not value or any(_is_space(c) for c in value):
+            raise PostfixError("%s/%s/%s: a field is one word" % (name, type_, field))
+        if field == "type" and value not in TYPES:
+            raise PostfixError("unknown service type %r" % value)
+        idx = FIELDS.index(field)
+        return self._edit_each(name, type_, lambda f, a: (f[:idx] + [value] + f[idx + 1:], a))
 
     def set_param(self, name, type_, param, value):
         """``postconf -P name/type/param=value``: replace the ``-o`` or add it before the first
         non-option argument (where postconf puts it)."""
-        entry = self.find(name, type_)
-        if entry is None:
-            return False
-        argv = set_param_argv(entry.argv, param, value)
-        if argv == entry.argv:
-            return False
-        entry.argv, entry.edited = argv, True
-        return True
+        return self._edit_each(name, type_, lambda f, a: (f, set_param_argv(a, param, value)))
 
     def remove_param(self, name, type_, param):
         """``postconf -PX name/type/param``."""
-        entry = self.find(name, type_)
-        if entry is None:
-            return False
-        argv = remove_param_argv(entry.argv, param)
-        if argv == entry.argv:
-            return False
-        entry.argv, entry.edited = argv, True
-        return True
+        return self._edit_each(name, type_, lambda f, a: (f, remove_param_argv(a, param)))
 
 
 def set_param_argv(argv, param, value):

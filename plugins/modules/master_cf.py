@@ -16,7 +16,9 @@ description:
     C(postconf -F) (one field), C(postconf -P) and C(postconf -PX) (one C(-o) override),
     C(postconf -MX) (remove) and C(postconf -M#) (comment out), for many services in one call.
   - A service is identified by its name and type, like C(submission/inet). When master.cf
-    has it more than once, the last entry is the one master(8) uses and the one edited.
+    has it more than once, a changed service is written, as C(postconf -M) does, in place of
+    the first entry and the later ones are removed; unset fields and overrides come from the
+    last entry, the one master(8) uses.
   - Untouched entries, comments and blank lines keep their bytes. An edited entry is written
     in C(postconf)'s column layout, one C(-o) override per continuation line indented 4
     spaces, at the place it had (C(postconf) moves it below the comment lines that follow

@@ -198,3 +198,29 @@ def test_unknown_field_is_an_error():
     doc = _mastercf.MasterCf(HANDWRITTEN)
     with pytest.raises(PostfixError):
         doc.set_field("smtp", "inet", "bogus", "1")
+
+
+DUPLICATES = (
+    "a unix - - n - 1 smtpd\n"
+    "  -o x=1\n"
+    "a unix - - n - 2 smtpd\n"
+    "# c\n"
+    "  -o y=1\n"
+    "b unix - - n - 1 smtpd\n"
+)
+
+
+@needs_postconf
+@pytest.mark.parametrize("flag,arg", [
+    ("-P", "a/unix/z=2"), ("-PX", "a/unix/x"), ("-F", "a/unix/wakeup=9"), ("-M", "a/unix=a unix - - n - 3 smtpd"),
+    ("-M#", "a/unix"), ("-MX", "a/unix"),
+])
+def test_duplicate_entries_like_postconf(tmp_path, flag, arg):
+    theirs = make_dir(tmp_path / "theirs", DUPLICATES.encode())
+    ours = make_dir(tmp_path / "ours", DUPLICATES.encode())
+    postconf(theirs, flag, arg)
+    doc = _mastercf.MasterCf(DUPLICATES)
+    assert apply_ours(doc, flag, arg)
+    (ours / "master.cf").write_text(doc.render())
+    for what in ("-M", "-P", "-Mf"):
+        assert postconf(ours, what) == postconf(theirs, what)
