@@ -42,6 +42,13 @@ def _is_space(ch):
     return ch in _BLANKS
 
 
+def _takes_value(arg):
+    """An option followed by its value: ``strchr(pcf_daemon_options_expecting_value, arg[1])``
+    with the option letters ``o``; for a lone ``-`` arg[1] is the NUL byte, which strchr()
+    also finds, so ``-`` takes the next argument too (postconf_master.c)."""
+    return arg[1:2] in ("o", "")
+
+
 def tokenize(text):
     """Split like mystrtokq(&bufp, blanks, "{}"): whitespace-separated tokens, where ``{``
     starts a token that runs to its matching ``}``.  Raises ValueError when unbalanced."""
@@ -95,8 +102,9 @@ def normalize_argv(tokens):
         tok = tokens[i]
         if in_options and (not tok.startswith("-") or tok == "--"):
             in_options = False
-        if in_options and tok == "-o" and i + 1 < len(tokens):
-            out.extend(["-o", _nameval(_unbrace(tokens[i + 1]))])
+        if in_options and _takes_value(tok) and i + 1 < len(tokens):
+            value = _unbrace(tokens[i + 1])
+            out.extend([tok, _nameval(value) if tok == "-o" else value])
             i += 2
             continue
         out.append(_unbrace(tok))
@@ -127,7 +135,7 @@ def render_entry(fields, argv):
         if in_options:
             if not arg.startswith("-") or arg == "--":
                 in_options = False
-            elif arg[1:2] == "o" and i + 1 < len(argv):
+            elif _takes_value(arg) and i + 1 < len(argv):
                 aval = argv[i + 1]
                 line_len = _LINE_LIMIT
                 arg_len += len(aval) + 3
@@ -171,9 +179,10 @@ def option_params(argv):
         arg = argv[i]
         if not arg.startswith("-") or arg == "--":
             break
-        if arg == "-o" and i + 1 < len(argv):
-            name, _sep, value = argv[i + 1].partition("=")
-            found.append((i + 1, name, value))
+        if _takes_value(arg) and i + 1 < len(argv):
+            if arg == "-o" and "=" in argv[i + 1]:
+                name, _sep, value = argv[i + 1].partition("=")
+                found.append((i + 1, name, value))
             i += 2
             continue
         i += 1
@@ -186,7 +195,7 @@ def first_non_option(argv):
         arg = argv[i]
         if not arg.startswith("-") or arg == "--":
             return i
-        i += 2 if (arg == "-o" and i + 1 < len(argv)) else 1
+        i += 2 if (_takes_value(arg) and i + 1 < len(argv)) else 1
     return len(argv)
 
 
