@@ -431,6 +431,18 @@ def remove_param_argv(argv, param):
 # -- the master_cf module's edit: many services, one locked read-modify-write ---------------
 
 SERVICE_FIELDS = ("private", "unpriv", "chroot", "wakeup", "maxproc")
+# What master_ent.c:get_master_ent() accepts in each column.
+_FIELD_SYNTAX = {
+    "private": lambda v: v in ("y", "n", "-"),
+    "unpriv": lambda v: v in ("y", "n", "-"),
+    "chroot": lambda v: v in ("y", "n", "-"),
+    "wakeup": lambda v: v == "-" or (v.rstrip("?").isdigit() and v.isascii() and v.count("?") <= 1),
+    "maxproc": lambda v: v == "-" or (v.isdigit() and v.isascii()),
+}
+_FIELD_HELP = {
+    "private": "y, n or -", "unpriv": "y, n or -", "chroot": "y, n or -",
+    "wakeup": "a number of seconds, optionally followed by ?, or -", "maxproc": "a number or -",
+}
 _FORBIDDEN = ("\n", "\r", "\0")
 
 
@@ -474,6 +486,8 @@ def validate_service(svc):
         if svc.get(field) is not None:
             out[field] = _string(svc[field])
             _check_word("%s: %s" % (key, field), out[field])
+            if not _FIELD_SYNTAX.get(field, lambda v: True)(out[field]):
+                raise PostfixError("%s: %s must be %s, not %r" % (key, field, _FIELD_HELP[field], out[field]))
     if svc.get("args") is not None:
         out["args"] = [_string(a) for a in svc["args"]]
         for a in out["args"]:

@@ -132,6 +132,9 @@ def test_untouched_entries_keep_bytes_and_backup(confdir):
     ({"name": "x", "type": "unix", "command": "smtpd", "args": ["}"]}, "unbalanced"),
     ({"name": "x", "type": "unix", "command": "smtpd", "maxproc": "1 2"}, "one word"),
     ({"name": "x", "type": "unix"}, "command is required"),
+    ({"name": "x", "type": "unix", "command": "smtpd", "private": "yes"}, "private must be y, n or -"),
+    ({"name": "x", "type": "unix", "command": "smtpd", "wakeup": "soon"}, "wakeup must be"),
+    ({"name": "x", "type": "unix", "command": "smtpd", "maxproc": "-1"}, "maxproc must be"),
 ])
 def test_bad_input_writes_nothing(confdir, service, message):
     master = confdir / "master.cf"
