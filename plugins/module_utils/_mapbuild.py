@@ -114,8 +114,9 @@ class Table(object):
             return reason
         return self.format.verify(self.index, keys, values, _VOLATILE_KEYS)
 
-    def build(self, keys, values, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
-        """Write the records into the index atomically (temp file, fsync, rename), under a lock."""
+    def build(self, keys, values):
+        """Write the records into the index atomically (temp file, fsync, rename); the
+        caller holds the source's lock (ensure)."""
         write_columns = getattr(self.format, "write_columns", None)
 
         def write(tmp):
@@ -124,22 +125,25 @@ class Table(object):
             else:
                 self.format.write(tmp, zip(keys, values))
 
-        # The source's lock: a run editing the source holds it from its read to here.
-        with _atomic.locked(self.source, lock_timeout):
-            _atomic.replace(self.index, write, ref_path=self.source)
+        _atomic.replace(self.index, write, ref_path=self.source)
+
+    def source_lock(self, check_mode, lock_timeout):
+        """The source's lock (at most ``lock_timeout`` seconds' wait), held by a run from its
+        read of the source until the source and its index are replaced; check mode changes
+        nothing and takes none."""
+        return contextlib.nullcontext() if check_mode else _atomic.locked(self.source, lock_timeout)
 
     def ensure(self, force=False, check_mode=False, doc=None, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
         """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
 
         Waits at most ``lock_timeout`` seconds for the lock. Returns a result dict for a module."""
         # Under the source's lock, so an index is never built from a source another run
-        # is replacing; check mode changes nothing and takes no lock.
-        lock = contextlib.nullcontext() if check_mode else _atomic.locked(self.source, lock_timeout)
-        with lock, _no_cyclic_gc():
+        # is replacing.
+        with self.source_lock(check_mode, lock_timeout), _no_cyclic_gc():
             keys, values, count, warnings = self.stored_records(doc)
             reason = "forced" if force else self.stale_reason(keys, values)
             if reason and not check_mode:
-                self.build(keys, values, lock_timeout)
+                self.build(keys, values)
         return dict(changed=bool(reason), index=self.index, type=self.type, count=count,
                     rebuild_reason=reason, source_warnings=warnings)
 
@@ -175,12 +179,9 @@ def manage_entries(table, entries, state="present", exclusive=False, compile_ind
     holding the source's lock. Returns a result dict (with a diff) for a module."""
     if exclusive and state != "present":
         raise PostfixError("exclusive applies to state=present only")
-    if check_mode:
-        return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
-                               allow_unsafe_targets, lock_timeout)
     # One lock from the read of the source until both it and its index are replaced: two
     # runs never edit the same old text, so neither loses the other's entries.
-    with _atomic.locked(table.source, lock_timeout):
+    with table.source_lock(check_mode, lock_timeout):
         return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
                                allow_unsafe_targets, lock_timeout)
 
