@@ -197,10 +197,15 @@ def _read_header(path, f):
         raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
 
 
+def _records_in(header):
+    """The number of records the header's tables index (two slots per record)."""
+    return sum(header[1::2]) // 2
+
+
 def record_count(path):
-    """The number of records (each table has two slots per record)."""
+    """The number of records in the file."""
     with _open(path) as f:
-        return sum(_read_header(path, f)[1::2]) // 2
+        return _records_in(_read_header(path, f))
 
 
 def read(path):
@@ -261,17 +266,12 @@ def verify(path, keys, values, volatile=()):
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except (OSError, CdbError) as exc:
         return _db.unreadable(exc)
-    try:
-        header = _check_header(path, data[:_HEADER_SIZE], size)
-    except CdbError as exc:
-        return _db.unreadable(exc)
-    tables = []
-    for t in range(256):
-        tpos, nslots = header[2 * t], header[2 * t + 1]
-        tables.append((_from_le("I", data[tpos:tpos + 8 * nslots]), nslots))
     unpack_pair = _PAIR.unpack_from
     missing = wrong = 0
     try:
+        header = _check_header(path, data[:_HEADER_SIZE], size)
+        tables = [(_from_le("I", data[tpos:tpos + 8 * nslots]), nslots)
+                  for tpos, nslots in zip(header[0::2], header[1::2])]
         for key, value, h in zip(keys, values, _hashes(keys)):
             slots, nslots = tables[h & 0xFF]
             found = None
@@ -300,7 +300,7 @@ def verify(path, keys, values, volatile=()):
     finally:
         if size:
             data.close()
-    return _db.verdict(len(keys), missing, wrong, sum(header[1::2]) // 2)
+    return _db.verdict(len(keys), missing, wrong, _records_in(header))
 
 
 def lookup(path, key):

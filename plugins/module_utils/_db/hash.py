@@ -43,9 +43,9 @@ it (a reader that walks the pages in order sees them all; db_verify may pass):
 from __future__ import annotations
 
 import contextlib
-from array import array
 import os
 import struct
+from array import array
 from bisect import bisect_right
 from itertools import accumulate, chain, count, islice, repeat
 from operator import add, ge, itemgetter, sub
@@ -669,24 +669,15 @@ def _bucket_differences(pages, want, volatile):
         for key, value in zip(page_keys, islice(items, 1, None, 2)):
             if key in reached and key not in found:
                 found[key] = value
-    missing = wrong = 0
-    for key, value in zip(islice(want, 0, None, 2), islice(want, 1, None, 2)):
-        got = found.get(key)
-        if got is None:
-            missing += 1
-        elif got != value and key not in volatile:
-            wrong += 1
-    return missing, wrong
+    want_keys = want[0::2]
+    return _db.differences(want_keys, want[1::2], list(map(found.get, want_keys)), volatile)
 
 
 def lookup(path, key):
     """The raw value stored for the raw ``key``, or None; reads only the key's bucket."""
     db = _File(path)
     with _reading(db):
-        # __ham_call_hash (hash.h)
-        bucket = _lanes.hash_one(key, _FNV_PRIME) & db.high_mask
-        if bucket > db.max_bucket:
-            bucket &= db.low_mask
+        bucket = _home_buckets([key], db.max_bucket, db.high_mask, db.low_mask)[0]
         for pgno, page, spans in db.bucket_pages(bucket):
             for i in range(0, len(spans), 2):
                 start, end = spans[i]

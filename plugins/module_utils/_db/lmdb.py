@@ -125,17 +125,6 @@ def write_columns(path, keys, values):
         env.close()
 
 
-def record_count(path):
-    """The number of records in the main database."""
-    lmdb, env = _open_readonly(path)
-    try:
-        return env.stat()["entries"]
-    except lmdb.Error as exc:
-        raise LmdbError("cannot read lmdb file %s: %s" % (path, exc))
-    finally:
-        env.close()
-
-
 def _check_file(path):
     """Refuse files LMDB would reject or crash on (a truncated file gets SIGBUS on access).
 
