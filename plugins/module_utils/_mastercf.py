@@ -189,6 +189,31 @@ def option_params(argv):
     return found
 
 
+def overrides(argv):
+    """The ``-o name=value`` parameters as the daemon ends up with them: applied in order
+    (single_server.c & co: getopt() case 'o' -> mail_conf_update()), so a later one wins;
+    ``postconf -P`` shows the same."""
+    out = {}
+    for _idx, name, value in option_params(argv):
+        out[name] = value
+    return out
+
+
+def service_info(entry):
+    """One active entry as a dict: its fields, the command, the arguments other than the
+    ``-o`` overrides (other options such as ``-v`` first, in file order) and the overrides."""
+    fields, argv = entry.fields, entry.argv
+    pairs = set()
+    for idx, _name, _value in option_params(argv):
+        pairs.update((idx - 1, idx))
+    info = {"name": fields[0], "type": fields[1]}
+    for idx, field in enumerate(SERVICE_FIELDS):
+        info[field] = fields[2 + idx]
+    info.update(command=argv[0], args=[a for k, a in enumerate(argv) if k and k not in pairs],
+                options=overrides(argv))
+    return info
+
+
 def first_non_option(argv):
     i = 1
     while i < len(argv):
@@ -307,6 +332,10 @@ class MasterCf(object):
 
     def entries(self):
         return [it for it in self.items if isinstance(it, Entry) and not it.commented]
+
+    def services(self):
+        """The active services in file order (duplicates too, as ``postconf -M`` lists them)."""
+        return [service_info(e) for e in self.entries()]
 
     def find(self, name, type_):
         """The entry master(8) uses for name/type (the last one), or None."""

@@ -18,7 +18,7 @@ import subprocess
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path, stale_by_mtime
-from ansible_collections.mailops.postfix.plugins.module_utils import _address_classes, _maincf
+from ansible_collections.mailops.postfix.plugins.module_utils import _address_classes, _maincf, _mastercf
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
 DEFAULT_QUEUE_DIR = "/var/spool/postfix"
@@ -127,6 +127,10 @@ def main_cf_path(config_dir):
     return os.path.join(config_dir, "main.cf")
 
 
+def master_cf_path(config_dir):
+    return os.path.join(config_dir, "master.cf")
+
+
 def load(config_dir, binary=None, missing_ok=False):
     """(MainCf, Config) for ``config_dir``, layered over ``postconf -d`` when installed."""
     maincf = _maincf.MainCf.load(main_cf_path(config_dir), missing_ok=missing_ok)
@@ -216,8 +220,39 @@ def is_cache_parameter(name):
     return name.endswith(("_cache_database", "_cache_map")) or name == "address_verify_map"
 
 
-def referenced_tables(config, names=None, warnings=None):
-    """``{(type, path): {..., "parameters": [names]}}`` for every table main.cf references.
+def _found(found, ref):
+    entry = found.get(ref)
+    if entry is None:
+        entry = found[ref] = table_info(*ref)
+        entry["parameters"] = []
+        entry["overrides"] = []
+    return entry
+
+
+def service_value(config, entry, value, strict=False, warnings=None):
+    """A master.cf ``-o`` value expanded as the service's daemon sees it: its own ``-o``
+    parameters over main.cf over the defaults (mail_conf_update() before the parameters are
+    read), and ``$service_name`` the service's name (mail_params.c: var_service_name)."""
+    own = _mastercf.overrides(entry.argv)
+
+    def lookup(name):
+        if name in own:
+            return own[name]
+        if name == "service_name":
+            return entry.fields[0]
+        return config.raw(name)
+
+    exp = _maincf.Expander(lookup, strict=strict)
+    result = exp.expand(value)
+    if warnings is not None:
+        warnings.extend(exp.warnings)
+    return result
+
+
+def referenced_tables(config, names=None, warnings=None, mastercf=None):
+    """``{(type, path): {..., "parameters": [names], "overrides": [sites]}}`` for every
+    table main.cf references and, with ``mastercf``, every table a master.cf ``-o``
+    override references (a site: dict(service, parameter, line)).
 
     Every explicit parameter value is expanded (so ``$alias_maps`` style indirection is
     followed); defaults are consulted for names the values reference."""
@@ -226,28 +261,30 @@ def referenced_tables(config, names=None, warnings=None):
     for name in params:
         value = config.value(name, warnings=warnings)
         for ref in table_refs(value):
-            entry = found.get(ref)
-            if entry is None:
-                entry = found[ref] = table_info(*ref)
-                entry["parameters"] = []
+            entry = _found(found, ref)
             if name not in entry["parameters"]:
                 entry["parameters"].append(name)
+    for service in mastercf.entries() if mastercf is not None else ():
+        for name, raw in _mastercf.overrides(service.argv).items():
+            for ref in table_refs(service_value(config, service, raw, warnings=warnings)):
+                site = {"service": service.key, "parameter": name, "line": service.lineno}
+                entry = _found(found, ref)
+                if site not in entry["overrides"]:
+                    entry["overrides"].append(site)
     for entry in found.values():
-        entry["cache"] = all(is_cache_parameter(name) for name in entry["parameters"])
+        names = entry["parameters"] + [site["parameter"] for site in entry["overrides"]]
+        entry["cache"] = all(is_cache_parameter(name) for name in names)
         if entry["cache"]:
             entry["stale"] = False
     return found
 
 
-def tables_to_build(config, warnings=None):
+def tables_to_build(config, warnings=None, mastercf=None):
     """referenced_tables() plus the maps of alias_database (what newaliases builds), each
     listing "alias_database" among its parameters."""
-    tables = referenced_tables(config, warnings=warnings)
+    tables = referenced_tables(config, warnings=warnings, mastercf=mastercf)
     for ref in alias_database_refs(config, config.value("default_database_type") or "hash"):
-        entry = tables.get(ref)
-        if entry is None:
-            entry = tables[ref] = table_info(*ref)
-            entry["parameters"] = []
+        entry = _found(tables, ref)
         if "alias_database" not in entry["parameters"]:
             entry["parameters"].append("alias_database")
     return tables
@@ -417,24 +454,46 @@ def preflight(config_dir, binary=None):
         except _maincf.ExpansionError as e:
             exp_warnings.append("%s: parameter %s: %s" % (maincf.path, name, e))
     problems.extend(exp_warnings)
-    tables = tables_to_build(config)
+    # master(8) re-reads master.cf on SIGHUP and exits on a line it cannot parse
+    # (master_ent.c: fatal_with_context / msg_fatal), so a bad master.cf is a problem.
+    mastercf = None
+    if os.path.exists(master_cf_path(config_dir)):
+        try:
+            mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir))
+        except PostfixError as e:
+            problems.append(str(e))
+    if mastercf is not None:
+        for service in mastercf.entries():
+            for name, raw in sorted(_mastercf.overrides(service.argv).items()):
+                try:
+                    service_value(config, service, raw, strict=True)
+                except _maincf.ExpansionError as e:
+                    problems.append("%s:%d: %s -o %s: %s" % (mastercf.path, service.lineno, service.key, name, e))
+    tables = tables_to_build(config, mastercf=mastercf)
     stale = []
     for (typ, path), info in sorted(tables.items()):
-        who = ", ".join(info["parameters"])
         if info.get("cache"):
             continue
+        # One message per place the table is named: main.cf's parameters together, then
+        # each master.cf override with its file and line.
+        sites = []
+        if info["parameters"]:
+            sites.append("%s:%s (%s)" % (typ, path, ", ".join(info["parameters"])))
+        for site in info["overrides"]:
+            sites.append("%s:%d: %s -o %s: %s:%s" % (mastercf.path, site["line"], site["service"],
+                                                     site["parameter"], typ, path))
         if typ in INDEX_TYPES:
             if not info["index_exists"]:
                 stale.append(info["index"])
-                problems.append("%s:%s (%s): index %s is missing" % (typ, path, who, info["index"]))
+                problems.extend("%s: index %s is missing" % (where, info["index"]) for where in sites)
             elif info["stale"]:
                 stale.append(info["index"])
-                problems.append("%s:%s (%s): index %s is older than its source; run postmap/postalias"
-                                % (typ, path, who, info["index"]))
+                problems.extend("%s: index %s is older than its source; run postmap/postalias"
+                                % (where, info["index"]) for where in sites)
             problems.extend(_file_problems(path, "table source", check_owner=False))
             problems.extend(_file_problems(info["index"], "table index", check_owner=False))
         elif not info["source_exists"]:
-            problems.append("%s:%s (%s): file not found" % (typ, path, who))
+            problems.extend("%s: file not found" % where for where in sites)
         else:
             problems.extend(_file_problems(path, "table", check_owner=False))
     # Every domain in more than one address class is a problem, however it got there.
@@ -445,7 +504,7 @@ def preflight(config_dir, binary=None):
         problems.extend(_file_problems(os.path.join(config_dir, name), "configuration"))
     if not os.path.exists(os.path.join(config_dir, "master.cf")):
         problems.append("%s: file not found" % os.path.join(config_dir, "master.cf"))
-    facts = {"maincf": maincf, "config": config, "tables": tables, "stale": stale,
+    facts = {"maincf": maincf, "mastercf": mastercf, "config": config, "tables": tables, "stale": stale,
              "domain_lists_not_checked": classes.unchecked}
     return problems, warnings, facts
 
@@ -549,12 +608,17 @@ def facts(config_dir, binary=None):
     except PostfixError as e:
         warnings.append(str(e))
         status = {"pid_file": pid_file(queue_dir), "pid": None, "running": False}
+    mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir), missing_ok=True)
+    if not os.path.exists(mastercf.path):
+        notes.append("%s: file not found" % mastercf.path)
     exp_warnings = []
-    tables = tables_to_build(config, warnings=exp_warnings)
+    tables = tables_to_build(config, warnings=exp_warnings, mastercf=mastercf)
     warnings.extend(sorted(set(exp_warnings)))
     return {
         "config_dir": config_dir,
         "main_cf": maincf.path,
+        "master_cf": mastercf.path,
+        "services": mastercf.services(),
         "parameters": maincf.params(),
         "defaults": defaults,
         "map_types": binary.map_types() if binary else [],
