@@ -442,6 +442,15 @@ def preflight(config_dir, binary=None):
     binary = binary if binary is not None else Binary()
     problems = []
     warnings = []
+    # master(8) re-reads master.cf on SIGHUP and exits on a line it cannot parse
+    # (master_ent.c: fatal_invalid_field(), fatal_with_context()); postconf -d fails on it
+    # too, so it is read first.
+    mastercf = None
+    if os.path.exists(master_cf_path(config_dir)):
+        try:
+            mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir))
+        except PostfixError as e:
+            return [str(e)], warnings, {}
     try:
         maincf, config = load(config_dir, binary)
     except PostfixError as e:
@@ -454,14 +463,6 @@ def preflight(config_dir, binary=None):
         except _maincf.ExpansionError as e:
             exp_warnings.append("%s: parameter %s: %s" % (maincf.path, name, e))
     problems.extend(exp_warnings)
-    # master(8) re-reads master.cf on SIGHUP and exits on a line it cannot parse
-    # (master_ent.c: fatal_with_context / msg_fatal), so a bad master.cf is a problem.
-    mastercf = None
-    if os.path.exists(master_cf_path(config_dir)):
-        try:
-            mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir))
-        except PostfixError as e:
-            problems.append(str(e))
     if mastercf is not None:
         for service in mastercf.entries():
             for name, raw in sorted(_mastercf.overrides(service.argv).items()):
@@ -598,6 +599,10 @@ def facts(config_dir, binary=None):
     warnings = []
     maincf = _maincf.MainCf.load(main_cf_path(config_dir))
     warnings.extend(maincf.warnings)
+    # Before postconf -d, which also fails on a bad master.cf but without saying where.
+    mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir), missing_ok=True)
+    if not os.path.exists(mastercf.path):
+        notes.append("%s: file not found" % mastercf.path)
     defaults = binary.defaults(config_dir) if binary else {}
     if not binary:
         notes.append("postconf not found: defaults, table types and mail_version are unknown")
@@ -608,9 +613,6 @@ def facts(config_dir, binary=None):
     except PostfixError as e:
         warnings.append(str(e))
         status = {"pid_file": pid_file(queue_dir), "pid": None, "running": False}
-    mastercf = _mastercf.MasterCf.load(master_cf_path(config_dir), missing_ok=True)
-    if not os.path.exists(mastercf.path):
-        notes.append("%s: file not found" % mastercf.path)
     exp_warnings = []
     tables = tables_to_build(config, warnings=exp_warnings, mastercf=mastercf)
     warnings.extend(sorted(set(exp_warnings)))

@@ -12,8 +12,9 @@ short_description: Facts about a Postfix instance, read without changing anythin
 version_added: "0.1.0"
 author: mailops.postfix maintainers (@mailops)
 description:
-  - Returns what C(postconf -n), C(postconf -d), C(postconf -m) and C(postfix status) tell,
-    plus every lookup table main.cf references and whether its index is stale.
+  - Returns what C(postconf -n), C(postconf -d), C(postconf -m), C(postconf -M), C(postconf -P)
+    and C(postfix status) tell, plus every lookup table main.cf or a master.cf C(-o) override
+    references and whether its index is stale.
   - main.cf is parsed in Python; of duplicate definitions the last one wins, as Postfix reads it.
     Defaults, table types and C(mail_version) come from the installed C(postconf) binary;
     without it they are empty and RV(notes) says so.
@@ -47,6 +48,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ postfix.default_database_type }} maps, Postfix {{ postfix.mail_version }}"
 
+- name: Show where submission's overrides send authenticated mail
+  ansible.builtin.debug:
+    msg: "{{ (postfix.services | selectattr('name', 'eq', 'submission') | first).options }}"
+
 - name: Fail when an index is out of date
   ansible.builtin.assert:
     that: postfix.stale_tables | length == 0
@@ -63,6 +68,66 @@ main_cf:
   returned: always
   type: str
   sample: /etc/postfix/main.cf
+master_cf:
+  description: The master.cf file read.
+  returned: always
+  type: str
+  sample: /etc/postfix/master.cf
+services:
+  description:
+    - The active services of master.cf in file order, as C(postconf -M) lists them (commented-out
+      entries are not services; an entry spread over continuation lines is one service).
+      Empty when master.cf does not exist (RV(notes) says so).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The service name (for C(inet), the listen address and port or service).
+      type: str
+      sample: submission
+    type:
+      description: The service type (C(inet), C(unix), C(unix-dgram), C(fifo) or C(pass)).
+      type: str
+      sample: inet
+    private:
+      description: The private column as written (C(y), C(n) or C(-) for the default).
+      type: str
+      sample: n
+    unpriv:
+      description: The unprivileged column as written.
+      type: str
+      sample: "-"
+    chroot:
+      description: The chroot column as written.
+      type: str
+      sample: y
+    wakeup:
+      description: The wakeup column as written (seconds, optionally with C(?), or C(-)).
+      type: str
+      sample: "-"
+    maxproc:
+      description: The process limit column as written.
+      type: str
+      sample: "-"
+    command:
+      description: The command (the daemon program name).
+      type: str
+      sample: smtpd
+    args:
+      description:
+        - The command's arguments other than the C(-o) overrides, in file order (options
+          such as C(-v) come first), C({ }) grouping removed.
+      type: list
+      elements: str
+      sample: [flags=DRhu, user=vmail, "argv=/usr/bin/maildrop -d ${recipient}"]
+    options:
+      description:
+        - The C(-o name=value) overrides as the daemon applies them and C(postconf -P)
+          shows them (C(-o { name = value }) unwrapped and trimmed; of a name given twice the
+          later value). Values are raw, not C($name)-expanded.
+      type: dict
+      sample: {"syslog_name": "postfix/submission", "smtpd_tls_security_level": "encrypt"}
 parameters:
   description:
     - Every parameter main.cf sets, with its raw (unexpanded) value, like C(postconf -n)
@@ -114,7 +179,9 @@ master_pid:
 tables:
   description:
     - Every lookup table main.cf references (values are C($name)-expanded; C(proxy:),
-      C(unionmap:{...}) and C(pipemap:{...}) are followed), plus each map of C(alias_database).
+      C(unionmap:{...}) and C(pipemap:{...}) are followed), plus each map of C(alias_database),
+      plus every table a master.cf C(-o) override references (its value expanded as that service's
+      daemon sees it: its own overrides over main.cf, with C($service_name)).
   returned: always
   type: list
   elements: dict
@@ -128,10 +195,27 @@ tables:
       type: str
       sample: /etc/postfix/virtual
     parameters:
-      description: The parameters that reference it.
+      description: The main.cf parameters that reference it (C(alias_database) for its maps).
       type: list
       elements: str
       sample: [virtual_alias_maps]
+    overrides:
+      description: The master.cf C(-o) overrides that reference it.
+      type: list
+      elements: dict
+      contains:
+        service:
+          description: The service, C(name/type).
+          type: str
+          sample: submission/inet
+        parameter:
+          description: The overridden parameter.
+          type: str
+          sample: smtpd_recipient_restrictions
+        line:
+          description: The master.cf line where the service's entry starts.
+          type: int
+          sample: 17
     source_exists:
       description: Whether the file exists.
       type: bool

@@ -14,9 +14,12 @@ author: mailops.postfix maintainers (@mailops)
 description:
   - The Python equivalent of C(postfix reload), with a pre-flight check first. When a check
     fails the task fails and nothing is signalled.
-  - "Checks: main.cf parses and its C($name) expressions expand; every lookup table main.cf
-    references (and each map of C(alias_database)) exists, and an indexed one (hash, btree,
-    cdb, lmdb) has an index that is not older than its source (the stale ones are named);
+  - "Checks: main.cf and master.cf parse and their C($name) expressions (master.cf's in C(-o)
+    overrides) expand; every lookup table main.cf or a master.cf C(-o) override references (and
+    each map of C(alias_database)) exists, and an indexed one (hash, btree, cdb, lmdb) has an
+    index that is not older than its source (the stale ones are named, with the master.cf line,
+    service and parameter for an override; types without an index, such as regexp, pcre, cidr
+    or texthash, are never stale);
     no domain is in more than one address class (listed by two of C(mydestination),
     C(virtual_alias_domains), C(virtual_mailbox_domains) and C(relay_domains), read as
     M(mailops.postfix.postconf) reads them); main.cf,
@@ -113,7 +116,7 @@ queue_directory:
   type: str
   sample: /var/spool/postfix
 tables_checked:
-  description: The lookup tables the pre-flight check looked at.
+  description: The lookup tables the pre-flight check looked at (main.cf's and master.cf's).
   returned: success
   type: list
   elements: str
@@ -123,7 +126,10 @@ problems:
   returned: failure
   type: list
   elements: str
-  sample: ["hash:/etc/postfix/virtual (virtual_alias_maps): index /etc/postfix/virtual.db is older than its source; run postmap/postalias"]
+  sample:
+    - "hash:/etc/postfix/virtual (virtual_alias_maps): index /etc/postfix/virtual.db is older than its source; run postmap/postalias"
+    - "/etc/postfix/master.cf:17: submission/inet -o smtpd_recipient_restrictions: hash:/etc/postfix/access:
+      index /etc/postfix/access.db is older than its source; run postmap/postalias"
 stale_tables:
   description: The stale or missing indexes found by the pre-flight check.
   returned: failure

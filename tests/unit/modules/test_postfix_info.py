@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import time
 
+import pytest
+
 from module_runner import run_module
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
@@ -131,3 +133,182 @@ def test_table_refs_parsing():
         "lmtp:unix:/var/run/x ldap:/etc/postfix/ldap.cf inline:{x=/y} tcp:host:1 hash:relative")
     assert refs == [("hash", "/a"), ("lmdb", "/b"), ("cdb", "/c"), ("texthash", "/d"),
                     ("regexp", "/e"), ("ldap", "/etc/postfix/ldap.cf")]
+
+
+# -- master.cf: services and the tables their -o overrides reference ------------------------
+
+MASTER_HANDWRITTEN = (
+    "# hand-written, with continuations, comments inside entries and { } overrides\n"
+    "smtp      inet  n       -       y       -       -       smtpd\n"
+    "  -o smtpd_tls_security_level=may\n"
+    "# a comment inside the entry\n"
+    "\n"
+    "\t-o { smtpd_client_restrictions = permit_mynetworks, reject }\n"
+    "#smtps     inet  n       -       y       -       -       smtpd\n"
+    "#  -o smtpd_tls_wrappermode=yes\n"
+    "submission inet n - y - 20 smtpd -v\n"
+    "   -o syslog_name=postfix/$service_name\n"
+    "   -o {smtpd_sasl_auth_enable=yes} -o { milter_macro_daemon_name = ORIGINATING }\n"
+    "   -o { smtpd_recipient_restrictions = permit_sasl_authenticated , reject }\n"
+    "   -o smtpd_sasl_auth_enable=no\n"
+    "   -o { empty = }\n"
+    "pickup    unix  n       -       y       60      1       pickup\n"
+    "flush     unix  n       -       y       1000?   0       flush\n"
+    "maildrop  unix  -       n       n       -       -       pipe\n"
+    "  flags=DRhu user=vmail argv=/usr/bin/maildrop -d ${recipient}\n"
+    "pipe1     unix  -       n       n       -       -       pipe\n"
+    "  flags=R user=nobody argv=/bin/echo {a b} { c }\n"
+    "postlog   unix-dgram n  -       n       -       1       postlogd\n"
+)
+
+
+def _words(text):
+    """Split postconf's output like master(5): blanks separate words, { } groups one
+    (outer braces and the blanks just inside them dropped)."""
+    words, cur, depth = [], "", 0
+    for ch in text + " ":
+        if ch in " \t" and depth == 0:
+            if cur:
+                words.append(cur[1:-1].strip() if cur.startswith("{") and cur.endswith("}") else cur)
+            cur = ""
+            continue
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        cur += ch
+    return words
+
+
+def _postconf(conf, *args):
+    return subprocess.run(["postconf", "-c", str(conf)] + list(args), capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("source", ["debian", "handwritten"])
+def test_services_match_postconf_M_F_P(tmp_path, source):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "main.cf").write_text("compatibility_level = 3.6\nalias_maps =\nalias_database =\n")
+    if source == "debian":
+        shutil.copy("/etc/postfix/master.cf", str(conf / "master.cf"))
+    else:
+        (conf / "master.cf").write_text(MASTER_HANDWRITTEN)
+    info = run_module("postfix_info", {"config_dir": str(conf)})
+    services = info["services"]
+    assert info["master_cf"] == str(conf / "master.cf")
+
+    # Same services in the same order as postconf -M.
+    listed = [line.split()[:2] for line in _postconf(conf, "-M").splitlines()]
+    assert [[s["name"], s["type"]] for s in services] == listed
+    # Same fields and command line as postconf -F (8 lines per entry, in order).
+    f_lines = _postconf(conf, "-F").splitlines()
+    assert len(f_lines) == 8 * len(services)
+    for k, svc in enumerate(services):
+        got = dict(line.split("/", 2)[2].split(" = ", 1) if " = " in line else (line.split("/", 2)[2][:-2], "")
+                   for line in f_lines[8 * k:8 * k + 8])
+        assert [got[f] for f in ("service", "type", "private", "unprivileged", "chroot", "wakeup",
+                                 "process_limit")] == [svc[f] for f in ("name", "type", "private", "unpriv",
+                                                                        "chroot", "wakeup", "maxproc")]
+        words = _words(got["command"])
+        assert words[0] == svc["command"]
+        rest, i = [], 1
+        while i < len(words):
+            if words[i] == "-o" and i + 1 < len(words) and "=" in words[i + 1]:
+                i += 2
+                continue
+            rest.append(words[i])
+            i += 1
+        assert rest == svc["args"], (svc["name"], got["command"])
+    # Same overrides as postconf -P (which applies a repeated name's later value).
+    theirs = {}
+    for line in _postconf(conf, "-P").splitlines():
+        key, _sep, value = line.partition(" =")
+        name, type_, param = key.rsplit("/", 2)
+        theirs.setdefault("%s/%s" % (name, type_), {})[param] = value[1:]
+    ours = {"%s/%s" % (s["name"], s["type"]): s["options"] for s in services if s["options"]}
+    assert ours == theirs
+    if source == "handwritten":
+        by = {s["name"]: s for s in services}
+        assert "smtps" not in by
+        assert by["submission"]["args"] == ["-v"]
+        assert by["submission"]["options"]["smtpd_sasl_auth_enable"] == "no"
+        assert by["submission"]["options"]["empty"] == ""
+        assert by["submission"]["options"]["smtpd_recipient_restrictions"] == "permit_sasl_authenticated , reject"
+        assert by["pipe1"]["args"] == ["flags=R", "user=nobody", "argv=/bin/echo", "a b", "c"]
+        assert by["flush"]["wakeup"] == "1000?" and by["postlog"]["type"] == "unix-dgram"
+    else:
+        assert len(services) >= 20 and all(s["args"] or s["command"] != "pipe" for s in services)
+
+
+def test_master_cf_missing_is_a_note(tmp_path):
+    (tmp_path / "main.cf").write_text("alias_maps =\nalias_database =\n")
+    info = run_module("postfix_info", {"config_dir": str(tmp_path)})
+    assert info["services"] == [] and info["notes"] == ["%s/master.cf: file not found" % tmp_path]
+    (tmp_path / "master.cf").write_text("smtp inet n - y - smtpd\n")
+    res = run_module("postfix_info", {"config_dir": str(tmp_path)}, fail_ok=True)
+    assert res["failed"] and res["msg"].startswith("%s/master.cf:1: too few fields" % tmp_path)
+
+
+def test_tables_referenced_by_master_cf_overrides(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    t = tmp_path / "tables"
+    t.mkdir()
+    for name in ("access", "virtual", "sub", "logins", "body.pcre", "clients.cidr", "helo.regexp", "plain"):
+        (t / name).write_text("a@b.example OK\n" if "." not in name else "/x/ OK\n")
+    (t / "clients.cidr").write_text("192.0.2.0/24 OK\n")
+    for spec in ("hash:%s/access", "hash:%s/virtual", "hash:%s/sub"):
+        subprocess.run(["postmap", spec % t], check=True)
+    old = time.time() - 100
+    os.utime(str(t / "sub.db"), (old, old))          # stale, named only through $service_name
+    (conf / "main.cf").write_text(
+        "compatibility_level = 3.6\nalias_maps =\nalias_database =\n"
+        "tables = %(t)s\n"
+        "virtual_alias_maps = hash:$tables/virtual\n"
+        "mua_sender_maps = proxy:lmdb:$tables/logins\n" % {"t": t})
+    (conf / "master.cf").write_text(
+        "smtp inet n - y - - smtpd\n"
+        "  -o { smtpd_recipient_restrictions = check_recipient_access hash:%(t)s/access,\n"
+        "       check_client_access cidr:%(t)s/clients.cidr, reject }\n"
+        "#off inet n - y - - smtpd -o x=hash:%(t)s/never\n"
+        "sub inet n - y - - smtpd\n"
+        "  -o smtpd_sender_login_maps=$mua_sender_maps\n"
+        "  -o { smtpd_helo_restrictions = check_helo_access regexp:$tables/helo.regexp,"
+        " check_helo_access pcre:$tables/body.pcre }\n"
+        "  -o { x_maps = hash:$tables/$service_name, texthash:$tables/plain, inline:{a=b}, static:OK,"
+        " $own }\n"
+        "  -o own=hash:%(t)s/virtual\n"
+        "  -o smtp_tls_session_cache_database=btree:%(t)s/cache\n" % {"t": t})
+    info = run_module("postfix_info", {"config_dir": str(conf)})
+    tables = {(x["type"], x["path"]): x for x in info["tables"]}
+    tt = str(t)
+
+    # Where each table is referenced, as real postconf -Px expands the overrides.
+    expected = {}
+    for line in _postconf(conf, "-Px").splitlines():
+        key, _sep, value = line.partition(" = ")
+        name, type_, param = key.rsplit("/", 2)
+        for ref in _postfix.table_refs(value):
+            expected.setdefault(ref, []).append(("%s/%s" % (name, type_), param))
+    ours = {ref: [(s["service"], s["parameter"]) for s in x["overrides"]] for ref, x in tables.items() if x["overrides"]}
+    assert {k: sorted(v) for k, v in ours.items()} == {k: sorted(v) for k, v in expected.items()}
+    assert sorted(ours) == sorted([
+        ("hash", tt + "/access"), ("cidr", tt + "/clients.cidr"), ("lmdb", tt + "/logins"),
+        ("regexp", tt + "/helo.regexp"), ("pcre", tt + "/body.pcre"), ("hash", tt + "/sub"),
+        ("texthash", tt + "/plain"), ("hash", tt + "/virtual"), ("btree", tt + "/cache")])
+    assert tables[("hash", tt + "/access")]["overrides"] == [
+        {"service": "smtp/inet", "parameter": "smtpd_recipient_restrictions", "line": 1}]
+    assert tables[("hash", tt + "/access")]["parameters"] == []
+    v = tables[("hash", tt + "/virtual")]
+    assert v["parameters"] == ["virtual_alias_maps"] and v["overrides"][0]["line"] == 5
+    assert sorted(s["parameter"] for s in v["overrides"]) == ["own", "x_maps"]
+    # The lmdb map is named in main.cf too (an unused parameter there).
+    assert tables[("lmdb", tt + "/logins")]["parameters"] == ["mua_sender_maps"]
+    assert tables[("btree", tt + "/cache")]["cache"] is True
+    for typ, name in (("cidr", "clients.cidr"), ("regexp", "helo.regexp"), ("pcre", "body.pcre"),
+                      ("texthash", "plain")):
+        x = tables[(typ, tt + "/" + name)]
+        assert x["stale"] is False and x["index"] is None
+    assert sorted(info["stale_tables"]) == [tt + "/logins", tt + "/sub"]
+    # Real postmap -q agrees: the stale index does not have what the source says.
+    (t / "sub").write_text("a@b.example OK\nnew@b.example OK\n")
+    os.utime(str(t / "sub.db"), (old, old))
+    assert subprocess.run(["postmap", "-q", "new@b.example", "hash:%s/sub" % t]).returncode == 1
