@@ -255,3 +255,103 @@ def test_lock_probe_does_not_disturb_a_lock(tmp_path):
     finally:
         os.close(fd)
     assert _postfix.is_locked(str(path)) is False
+
+
+def test_stale_table_named_only_in_master_cf_blocks_the_reload(postfix_instance):
+    """A table only a master.cf -o override references: a stale index refuses the reload
+    (nothing signalled), a fresh one lets it through, and smtpd uses the table."""
+    pf = postfix_instance
+    access = pf.config_dir / "access"
+    access.write_text("blocked@mbox.test REJECT first list\n")
+    postmap(access)
+    listen = "127.0.0.1:%d" % pf.port
+    res = run_module("master_cf", {"config_dir": str(pf.config_dir), "services": [{
+        "name": listen, "type": "inet", "options_exclusive": False, "options": {
+            "smtpd_recipient_restrictions": "check_recipient_access hash:%s, permit_mynetworks, "
+                                            "reject_unauth_destination" % access}}]})
+    assert res["changed"]
+    assert str(access) not in pf.main_cf.read_text()
+    pf.start()
+    pid = pf.master_pid()
+    code, reply = pf.rcpt_code("blocked@mbox.test")
+    assert code == 554 and "first list" in reply
+
+    access.write_text("blocked@mbox.test 550 second list\n")
+    old = time.time() - 60
+    os.utime("%s.db" % access, (old, old))
+    res = reload(pf)
+    assert res["failed"] and res["stale_tables"] == ["%s.db" % access]
+    assert res["problems"] == [
+        "%s:1: %s/inet -o smtpd_recipient_restrictions: hash:%s: index %s.db is older than its source; "
+        "run postmap/postalias" % (pf.config_dir / "master.cf", listen, access, access)]
+    info = run_module("postfix_info", {"config_dir": str(pf.config_dir)})
+    assert info["stale_tables"] == [str(access)]
+    assert {t["path"]: t for t in info["tables"]}[str(access)]["overrides"] == [
+        {"service": "%s/inet" % listen, "parameter": "smtpd_recipient_restrictions", "line": 1}]
+    # Nothing reached the master.
+    assert pf.master_pid() == pid and RELOAD_LINE not in pf.log()
+
+    postmap(access)
+    res = reload(pf)
+    assert not res.get("failed"), res.get("msg")
+    assert res["reloaded"] and str(access) in res["tables_checked"]
+    pf.wait_for_log(RELOAD_LINE)
+    code, reply = rcpt_until(pf, "blocked@mbox.test", 550)
+    assert code == 550 and "second list" in reply, reply
+
+
+@pytest.mark.parametrize("override,needle", [
+    # Indexed types referenced from master.cf: missing or stale indexes are refused.
+    ("-o smtpd_sender_login_maps=proxy:lmdb:{d}/logins",
+     "master.cf:2: sub/inet -o smtpd_sender_login_maps: lmdb:{d}/logins: index {d}/logins.lmdb is missing"),
+    ("-o { smtpd_client_restrictions = check_client_access cdb:$tables/clients }",
+     "master.cf:2: sub/inet -o smtpd_client_restrictions: cdb:{d}/clients: index {d}/clients.cdb is missing"),
+    ("-o x_maps=hash:{d}/$service_name",
+     "master.cf:2: sub/inet -o x_maps: hash:{d}/sub: index {d}/sub.db is missing"),
+    # Not indexed: only the file must exist.
+    ("-o header_checks=pcre:{d}/nothere", "master.cf:2: sub/inet -o header_checks: pcre:{d}/nothere: file not found"),
+    # Postfix would fail on these.
+    ("-o smtpd_banner=$(myhostname", "master.cf:2: sub/inet -o smtpd_banner: truncated macro reference"),
+    ("-o { a = b", "master.cf:2: unbalanced '{'"),
+])
+def test_preflight_master_cf_problems(tmp_path, override, needle):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    d = str(tmp_path)
+    (conf / "main.cf").write_text("alias_maps =\nalias_database =\ntables = %s\n" % d)
+    (conf / "master.cf").write_text("smtp inet n - n - - smtpd\nsub inet n - n - - smtpd\n  %s\n"
+                                    % override.replace("{d}", d))
+    for name in ("logins", "clients", "sub"):
+        (tmp_path / name).write_text("a@b.example OK\n")
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and needle.replace("{d}", d) in res["msg"], res["msg"]
+    assert res["msg"].startswith("pre-flight check failed, nothing signalled")
+
+
+def test_preflight_tables_without_index_are_never_stale(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    for name in ("h.regexp", "h.pcre", "c.cidr", "t.text", "access"):
+        (tmp_path / name).write_text("192.0.2.0/24 OK\n" if name == "c.cidr" else "/x/ OK\n")
+    subprocess.run(["postmap", "hash:%s" % (tmp_path / "access")], check=True)
+    (conf / "main.cf").write_text("alias_maps =\nalias_database =\n")
+    (conf / "master.cf").write_text(
+        "sub inet n - n - - smtpd\n"
+        "  -o { smtpd_client_restrictions = check_client_access cidr:%(d)s/c.cidr,\n"
+        "       check_helo_access regexp:%(d)s/h.regexp, check_sender_access pcre:%(d)s/h.pcre,\n"
+        "       check_recipient_access texthash:%(d)s/t.text, check_client_access inline:{{ 1.2.3.4=OK }},\n"
+        "       check_client_access static:OK, check_recipient_access proxy:hash:%(d)s/access }\n"
+        % {"d": tmp_path})
+    # Sources newer than anything: no index, nothing stale.
+    future = time.time() + 3600
+    for name in ("h.regexp", "h.pcre", "c.cidr", "t.text"):
+        os.utime(str(tmp_path / name), (future, future))
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert not res.get("failed"), res.get("msg")
+    assert sorted(res["tables_checked"]) == sorted(str(tmp_path / n) for n in
+                                                   ("h.regexp", "h.pcre", "c.cidr", "t.text", "access"))
+    # The one indexed table is checked: its source newer than the index is refused.
+    os.utime(str(tmp_path / "access"), (future, future))
+    res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
+    assert res["failed"] and res["stale_tables"] == [str(tmp_path / "access.db")]
+    assert "sub/inet -o smtpd_client_restrictions: hash:%s/access: index" % tmp_path in res["msg"]
