@@ -8,12 +8,17 @@ master this instance started (by the PID in its own pid file).
 
 from __future__ import annotations
 
+import contextlib
+import email
+import email.message
 import os
 import pwd
+import shutil
 import signal
 import smtplib
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -242,6 +247,11 @@ class PostfixInstance:
             time.sleep(0.2)
         raise AssertionError("%s never reached %s; log:\n%s" % (msgid, path, self.log()))
 
+    @staticmethod
+    def headers(text: str) -> email.message.Message:
+        """A delivered message parsed: ``headers(msg)["Return-Path"]``, ``.get_all("Received")``."""
+        return email.message_from_string(text)
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -256,3 +266,20 @@ class PostfixInstance:
                 return text
             time.sleep(0.2)
         raise AssertionError("%r not in log:\n%s" % (needle, self.log()))
+
+
+@contextlib.contextmanager
+def private_instance(myhostname: str = "mx.test.example"):
+    """A further PostfixInstance (not started) with its own root and port, for tests that need
+    two of them; stopped (by its PID) and removed on exit, like the ``postfix_instance`` fixture.
+
+    Give each instance its own ``myhostname``: an SMTP client greeted with its own name
+    treats the mail as looping back to itself (smtp_helo.c).
+    """
+    root = tempfile.mkdtemp(prefix="mailops-postfix-")
+    instance = PostfixInstance(root, myhostname=myhostname)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        shutil.rmtree(root, ignore_errors=True)
