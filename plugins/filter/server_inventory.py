@@ -10,6 +10,8 @@ The documentation of each filter is in the YAML file of the same name next to th
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
@@ -544,7 +546,370 @@ def server_problems(inventory, allow_unsafe_targets=False):
     _vmail_problems(inventory, out)
     for var in ('postfix_server_aliases', 'postfix_server_aliases_host'):
         _alias_problems(var, inventory.get(var), allow_unsafe_targets, out)
+    _map_problems(inventory, main_cf_vars, out)
+    _service_problems(out, inventory)
     return out
+
+
+# Lookup tables (postfix_server_maps) and master.cf services (postfix_server_master_cf)
+
+# Options of a map, its states and table types. Indexed types are compiled (postmap); the others
+# are read whole by each daemon at start, so a change needs a reload (DATABASE_README).
+MAP_OPTIONS = ('path', 'type', 'entries', 'parameter', 'exclusive', 'secret', 'mode', 'state')
+MAP_STATES = ('present', 'absent')
+INDEXED_TYPES = ('hash', 'cdb', 'lmdb')
+UNINDEXED_TYPES = ('regexp', 'pcre', 'cidr', 'texthash')
+MAP_TYPES = INDEXED_TYPES + UNINDEXED_TYPES
+INDEX_SUFFIX = {'hash': '.db', 'cdb': '.cdb', 'lmdb': '.lmdb'}
+# Maps of these parameters hold passwords: secret by default (SASL_README, smtp(8)).
+SECRET_PARAMS = ('smtp_sasl_password_maps', 'lmtp_sasl_password_maps')
+# The packages that bring a table type Postfix loads as a plugin (Debian: postfix-pcre).
+TYPE_PACKAGES = {'pcre': 'postfix-pcre', 'lmdb': 'postfix-lmdb', 'cdb': 'postfix-cdb'}
+# main.cf parameters a map may be attached to: the *_maps and *_checks parameters of Postfix 3.7
+# (postconf -d), less the role's own (ROLE_PARAMS) and proxy_read_maps/proxy_write_maps (lists of
+# tables proxymap may open, not tables). Access maps used in smtpd_*_restrictions have no
+# parameter of their own: reference them through postfix_server_main_cf.
+MAP_PARAMS = (
+    'address_verify_sender_dependent_default_transport_maps', 'address_verify_sender_dependent_relayhost_maps',
+    'address_verify_transport_maps', 'body_checks', 'canonical_maps', 'fallback_transport_maps',
+    'header_checks', 'lmtp_body_checks', 'lmtp_discard_lhlo_keyword_address_maps', 'lmtp_generic_maps',
+    'lmtp_header_checks', 'lmtp_mime_header_checks', 'lmtp_nested_header_checks', 'lmtp_pix_workaround_maps',
+    'lmtp_sasl_password_maps', 'lmtp_tls_policy_maps', 'local_login_sender_maps', 'local_recipient_maps',
+    'mailbox_command_maps', 'mailbox_transport_maps', 'milter_header_checks', 'mime_header_checks',
+    'nested_header_checks', 'postscreen_discard_ehlo_keyword_address_maps', 'postscreen_reject_footer_maps',
+    'rbl_reply_maps', 'recipient_bcc_maps', 'recipient_canonical_maps', 'relay_recipient_maps',
+    'relocated_maps', 'sender_bcc_maps', 'sender_canonical_maps', 'sender_dependent_default_transport_maps',
+    'sender_dependent_relayhost_maps', 'smtp_body_checks', 'smtp_discard_ehlo_keyword_address_maps',
+    'smtp_generic_maps', 'smtp_header_checks', 'smtp_mime_header_checks', 'smtp_nested_header_checks',
+    'smtp_pix_workaround_maps', 'smtp_sasl_password_maps', 'smtp_tls_policy_maps',
+    'smtpd_discard_ehlo_keyword_address_maps', 'smtpd_milter_maps', 'smtpd_reject_footer_maps',
+    'smtpd_sender_login_maps', 'tls_server_sni_maps', 'tlsproxy_client_policy_maps', 'transport_maps',
+)
+MAP_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]*$')
+MODE_RE = re.compile(r'^0?[0-7]{3}$')
+# regexp_table(5): [!]/pattern/flags; the delimiter is any non-alphanumerical character but
+# white space. Flags: regexp i, m, x; pcre_table(5) i, m, s, x, A, E, U, X.
+PATTERN_KEY_RE = re.compile(r'^(!)?([^A-Za-z0-9\s\\])(.+)\2([A-Za-z]*)$', re.S)
+PATTERN_FLAGS = {'regexp': 'imx', 'pcre': 'imsxAEUX'}
+_TRUE = ('yes', 'on', 'true', '1', 'y', 't')
+_FALSE = ('no', 'off', 'false', '0', 'n', 'f')
+
+# The options of a master_cf service (the module's suboptions).
+SERVICE_OPTIONS = ('name', 'type', 'state', 'private', 'unpriv', 'chroot', 'wakeup', 'maxproc', 'command',
+                   'args', 'options', 'options_exclusive')
+MAP_VARS = ('postfix_server_maps', 'postfix_server_maps_host')
+SERVICE_VARS = ('postfix_server_master_cf', 'postfix_server_master_cf_host')
+
+
+def _bool(value):
+    """``value`` as Ansible reads a boolean, or None when it is none."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+def _folds(table_type):
+    """Whether keys of this type are folded (postmap lower-cases keys of key-value tables; regexp,
+    pcre and cidr patterns are matched as written)."""
+    return table_type not in ('regexp', 'pcre', 'cidr')
+
+
+def _merge_entries(merged, entries, fold, removing):
+    """Entries of one layer over ``merged`` (key -> value, in order). Keys are matched as Postfix
+    matches them; a null value in a later layer removes the key."""
+    index = {(str(k).strip().lower() if fold else str(k)): k for k in merged}
+    for key, value in entries.items():
+        ident = str(key).strip().lower() if fold else str(key)
+        old = index.pop(ident, None)
+        if old is not None:
+            del merged[old]
+        if value is None and removing:
+            continue
+        merged[key] = value
+        index[ident] = key
+
+
+def server_maps(fleet, host=None, config_dir='/etc/postfix', table_type='hash'):
+    """Merge the map layers (fleet, then host) into name -> resolved map, sorted by name.
+
+    A host map of the same name wins per option and per entry; a null entry value in the host
+    layer removes the fleet's entry of that key."""
+    layers = []
+    for var, layer in zip(MAP_VARS, (fleet, host)):
+        if isinstance(layer, Mapping):
+            layers.append((var, layer))
+    options = {}
+    for var, layer in layers:
+        for name, spec in layer.items():
+            name = str(name).strip()
+            merged = options.setdefault(name, {})
+            merged['where'] = '%s.%s' % (var, name)
+            if isinstance(spec, Mapping):
+                merged.update((k, v) for k, v in spec.items() if k != 'entries')
+    out = {}
+    for name in sorted(options):
+        spec = options[name]
+        kind = str(_or_default(spec.get('type'), table_type)).strip().lower()
+        entries = {}
+        for index, (var, layer) in enumerate(layers):
+            spec_layer = layer.get(name)
+            if spec_layer is None:
+                spec_layer = next((v for k, v in layer.items() if str(k).strip() == name), None)
+            if isinstance(spec_layer, Mapping) and isinstance(spec_layer.get('entries'), Mapping):
+                _merge_entries(entries, spec_layer['entries'], _folds(kind), index > 0)
+        parameter = str(_or_default(spec.get('parameter'), '')).strip() or None
+        secret = _bool(spec['secret']) if spec.get('secret') is not None else None
+        exclusive = _bool(spec['exclusive']) if spec.get('exclusive') is not None else None
+        path = str(_or_default(spec.get('path'), '')).strip() or '%s/%s' % (str(config_dir).rstrip('/'), name)
+        mode = spec.get('mode')
+        out[name] = {
+            'name': name,
+            'where': spec['where'],
+            'path': path,
+            'type': kind,
+            'reference': '%s:%s' % (kind, path),
+            'index': path + INDEX_SUFFIX[kind] if kind in INDEX_SUFFIX else None,
+            'entries': entries,
+            'parameter': parameter,
+            'exclusive': True if exclusive is None else exclusive,
+            'secret': parameter in SECRET_PARAMS if secret is None else secret,
+            'mode': None if mode is None else str(mode).strip(),
+            'state': str(_or_default(spec.get('state'), 'present')).strip().lower(),
+        }
+    return out
+
+
+def server_map_params(maps):
+    """main.cf parameters of merged maps: parameter -> TYPE:PATH of each present map attached to
+    it, joined by ', ' in map name order; a parameter whose maps are all absent -> None (removed)."""
+    out = {}
+    for name in sorted(maps):
+        m = maps[name]
+        if not m.get('parameter'):
+            continue
+        refs = out.setdefault(m['parameter'], [])
+        if m['state'] != 'absent':
+            refs.append(m['reference'])
+    return {param: ', '.join(refs) if refs else None for param, refs in out.items()}
+
+
+def _service_key(item):
+    return (str(_or_default(item.get('name'), '')).strip(), str(_or_default(item.get('type'), '')).strip())
+
+
+def server_master_services(fleet, *more):
+    """Merge master.cf service lists (fleet, then host): a later service of the same name and type
+    replaces the earlier one in place; new ones are appended."""
+    merged = {}
+    for layer in (fleet,) + more:
+        for item in _or_default(layer, []):
+            if isinstance(item, Mapping):
+                merged[_service_key(item)] = dict(item)
+    return list(merged.values())
+
+
+def _line_break(value):
+    """Whether a value (string, number, or list of them) holds a line break or NUL."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and ('\n' in v or '\r' in v or '\0' in v) for v in items)
+
+
+def _pattern_key_problem(key, kind):
+    m = PATTERN_KEY_RE.match(key)
+    if not m:
+        return ('is not a pattern of the form /pattern/flags (%s_table(5)); if/endif blocks are not'
+                ' supported in entries' % kind)
+    bad = [f for f in m.group(4) if f not in PATTERN_FLAGS[kind]]
+    if bad:
+        return 'has flags %s that %s_table(5) does not know (%s)' % (
+            ''.join(bad), kind, ', '.join(PATTERN_FLAGS[kind]))
+    return None
+
+
+def _cidr_key_problem(key):
+    network = key[1:] if key.startswith('!') else key
+    if network.startswith('[') and network.endswith(']'):
+        network = network[1:-1]
+    else:
+        network = network.replace('[', '').replace(']', '')
+    try:
+        ipaddress.ip_network(network, strict=True)
+    except ValueError as e:
+        return 'is not a network in address or address/prefix form (cidr_table(5)): %s' % e
+    return None
+
+
+def _entry_problems(label, kind, entries, removing, out):
+    for raw_key, value in entries.items():
+        key = str(raw_key)
+        where = '%s.entries: %s' % (label, key.strip())
+        if key.strip() == '':
+            out.append('%s.entries: an empty key' % label)
+            continue
+        if _line_break(key):
+            out.append('%s contains a line break' % where)
+            continue
+        if kind in PATTERN_FLAGS:
+            problem = _pattern_key_problem(key.strip(), kind)
+        elif kind == 'cidr':
+            problem = _cidr_key_problem(key.strip())
+        elif SPACE_RE.search(key.strip()) or key.strip().startswith('#'):
+            problem = 'contains white space or starts with #; a %s key is one word (postmap(1))' % kind
+        else:
+            problem = None
+        if problem:
+            out.append('%s %s' % (where, problem))
+        if value is None:
+            if not removing:
+                out.append('%s has no value' % where)
+        elif isinstance(value, Mapping) or (isinstance(value, list) and any(
+                isinstance(v, (Mapping, list)) for v in value)):
+            out.append('%s: the value is not a string or a list of strings' % where)
+        elif _line_break(value):
+            out.append('%s: the value contains a line break' % where)
+        elif (str(value).strip() if not isinstance(value, list) else ', '.join(map(str, value)).strip()) == '':
+            out.append('%s has an empty value' % where)
+
+
+def _map_spec_problems(var, name, spec, config_dir, out):
+    label = '%s.%s' % (var, name)
+    for option in spec:
+        if option not in MAP_OPTIONS:
+            out.append('%s: unknown key %s (known: %s)' % (label, option, ', '.join(MAP_OPTIONS)))
+    if spec.get('type') is not None and str(spec['type']).strip().lower() not in MAP_TYPES:
+        out.append('%s.type: %s is not a table type the role writes (%s)' % (label, spec['type'], ', '.join(MAP_TYPES)))
+    if spec.get('state') is not None and str(spec['state']).strip().lower() not in MAP_STATES:
+        out.append('%s.state: %s is not present or absent' % (label, spec['state']))
+    for option in ('exclusive', 'secret'):
+        if spec.get(option) is not None and _bool(spec[option]) is None:
+            out.append('%s.%s: %s is not a boolean' % (label, option, spec[option]))
+    if spec.get('mode') is not None:
+        if not isinstance(spec['mode'], str) or not MODE_RE.match(spec['mode'].strip()):
+            out.append("%s.mode: %s is not an octal mode in quotes, such as '0640'" % (label, spec['mode']))
+    if spec.get('path') is not None:
+        path = str(spec['path']).strip()
+        parts = path.split('/')
+        base = str(config_dir).rstrip('/') + '/'
+        if not path.startswith(base) or '..' in parts or '.' in parts or path.endswith('/') or SPACE_RE.search(path):
+            out.append('%s.path: %s is not a file under postfix_server_config_dir (%s); the role keeps its'
+                       ' tables there, where postfix check and the reload pre-flight look' % (label, path, base))
+    if spec.get('parameter') is not None:
+        param = str(spec['parameter']).strip()
+        if param in ROLE_PARAMS:
+            out.append('%s.parameter: %s is set by the role (from %s); choose another parameter'
+                       % (label, param, ROLE_PARAMS[param]))
+        elif param not in MAP_PARAMS:
+            close = difflib.get_close_matches(param, MAP_PARAMS, 1)
+            out.append('%s.parameter: %s is not a main.cf parameter that takes lookup tables (a *_maps or'
+                       ' *_checks parameter of postconf(5))%s; for an access map in smtpd_*_restrictions leave'
+                       ' parameter out and name the map in postfix_server_main_cf'
+                       % (label, param, '; did you mean %s?' % close[0] if close else ''))
+    if spec.get('entries') is not None and not isinstance(spec['entries'], Mapping):
+        out.append('%s.entries: must be a dictionary (key -> value), got %s' % (label, type(spec['entries']).__name__))
+
+
+def _map_problems(inventory, main_cf_vars, out):
+    config_dir = str(_or_default(inventory.get('postfix_server_config_dir'), '/etc/postfix'))
+    layers = []
+    for var in MAP_VARS:
+        layer = _or_default(inventory.get(var), {})
+        if not isinstance(layer, Mapping):
+            out.append('%s: must be a dictionary of maps (name -> options), got %s' % (var, type(layer).__name__))
+            layer = {}
+        layers.append(layer)
+        for name, spec in layer.items():
+            name = str(name).strip()
+            if not MAP_NAME_RE.match(name):
+                out.append('%s.%s: the map name is not a file name (letters, digits, _ . + -)' % (var, name))
+            if not isinstance(spec, Mapping):
+                out.append('%s.%s: %s is not a dictionary of options (%s)' % (var, name, spec, ', '.join(MAP_OPTIONS)))
+                continue
+            _map_spec_problems(var, name, spec, config_dir, out)
+    maps = server_maps(layers[0], layers[1], config_dir=config_dir)
+    # Entries are checked as merged, with the type that takes effect.
+    for var, layer in zip(MAP_VARS, layers):
+        for name, spec in layer.items():
+            name = str(name).strip()
+            if isinstance(spec, Mapping) and isinstance(spec.get('entries'), Mapping) and name in maps:
+                _entry_problems('%s.%s' % (var, name), maps[name]['type'], spec['entries'], var != MAP_VARS[0], out)
+    own_files = [(var, inventory.get(var)) for var in ('postfix_server_virtual_alias_map',
+                                                       'postfix_server_virtual_mailbox_map',
+                                                       'postfix_server_aliases_file')]
+    own_files += [('postfix_server_config_dir', config_dir.rstrip('/') + '/' + f) for f in ('main.cf', 'master.cf')]
+    paths = {}
+    main_cf_params = {}
+    for var, params in main_cf_vars:
+        for param in params:
+            main_cf_params.setdefault(param, var)
+    for name, m in maps.items():
+        if m['type'] not in MAP_TYPES:
+            continue
+        for var, path in own_files:
+            if path and str(path).strip() == m['path']:
+                out.append('%s.path: %s is the file of %s' % (m['where'], m['path'], var))
+        if m['path'] in paths:
+            out.append('%s.path: %s is also the path of %s' % (m['where'], m['path'], paths[m['path']]))
+        paths.setdefault(m['path'], m['where'])
+        if m['parameter'] and m['parameter'] in main_cf_params:
+            out.append('%s.parameter: %s is also set in %s; set it in one place (the role writes %s = %s)'
+                       % (m['where'], m['parameter'], main_cf_params[m['parameter']], m['parameter'],
+                          server_map_params(maps)[m['parameter']] or '(removed)'))
+        if m['secret'] is True and m['mode'] and MODE_RE.match(m['mode']) and int(m['mode'], 8) & 0o077:
+            out.append('%s.mode: %s lets others than the owner read a secret map; secret maps are 0600'
+                       % (m['where'], m['mode']))
+
+
+def server_map_type_problems(maps, map_types):
+    """The present maps whose type this Postfix lacks (``map_types``: postconf -m)."""
+    out = []
+    known = set(map_types or ())
+    for name in sorted(maps):
+        m = maps[name]
+        if m['state'] != 'absent' and m['type'] not in known:
+            package = TYPE_PACKAGES.get(m['type'])
+            out.append('%s.type: this Postfix has no %s tables (postconf -m: %s)%s' % (
+                m['where'], m['type'], ', '.join(sorted(known)),
+                '; install %s (postfix_server_install: true does)' % package if package else ''))
+    return out
+
+
+def _service_problems(out, inventory):
+    for var in SERVICE_VARS:
+        items = _or_default(inventory.get(var), [])
+        if not isinstance(items, list):
+            out.append('%s: must be a list of services, got %s' % (var, type(items).__name__))
+            continue
+        seen = {}
+        for index, item in enumerate(items):
+            where = '%s[%d]' % (var, index)
+            if not isinstance(item, Mapping):
+                out.append('%s: %s is not a service (a dictionary with name and type)' % (where, item))
+                continue
+            name, kind = _service_key(item)
+            if not name or not kind:
+                out.append('%s: a service needs name and type (such as submission and inet)' % where)
+                continue
+            where = '%s (%s/%s)' % (where, name, kind)
+            if (name, kind) in seen:
+                out.append('%s: %s/%s is also %s[%d]; declare a service once per list' % (
+                    where, name, kind, var, seen[(name, kind)]))
+            seen[(name, kind)] = index
+            for option in item:
+                if option not in SERVICE_OPTIONS:
+                    out.append('%s: unknown key %s (known: %s)' % (where, option, ', '.join(SERVICE_OPTIONS)))
+            values = [item.get(k) for k in SERVICE_OPTIONS if k != 'options']
+            values += list(item['args']) if isinstance(item.get('args'), list) else []
+            if isinstance(item.get('options'), Mapping):
+                values += [str(k) for k in item['options']] + list(item['options'].values())
+            elif item.get('options') is not None:
+                out.append('%s.options: must be a dictionary (parameter -> value)' % where)
+            if any(_line_break(v) for v in values):
+                out.append('%s: a value contains a line break' % where)
 
 
 class FilterModule:
@@ -559,4 +924,8 @@ class FilterModule:
             'server_mailbox_entries': server_mailbox_entries,
             'server_mailbox_virtual_entries': server_mailbox_virtual_entries,
             'server_problems': server_problems,
+            'server_maps': server_maps,
+            'server_map_params': server_map_params,
+            'server_map_type_problems': server_map_type_problems,
+            'server_master_services': server_master_services,
         }
