@@ -10,7 +10,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import ALIASES, Table, manage_entries
+from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import (
+    ALIASES, SOURCE_CHECKED_TYPES, Table, manage_entries,
+)
+
+INDEXED_CHOICES = ["hash", "cdb", "lmdb"]
 
 
 def run(kind, path_default=None):
@@ -21,18 +25,26 @@ def run(kind, path_default=None):
         state=dict(type="str", default="present", choices=["present", "absent"]),
         exclusive=dict(type="bool", default=False),
         compile=dict(type="bool", default=True),
-        type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
+        type=dict(type="str", choices=INDEXED_CHOICES if kind == ALIASES else INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES)),
         config_dir=dict(type="path", default="/etc/postfix"),
         backup=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
     )
+    mutually_exclusive = []
     if kind == ALIASES:
         spec["allow_unsafe_targets"] = dict(type="bool", default=False)
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    else:
+        # Tables holding passwords (smtp_sasl_password_maps): values never reported.
+        spec["secret_entries"] = dict(type="dict", no_log=True)
+        spec["secret"] = dict(type="bool", default=False)
+        mutually_exclusive.append(("entries", "secret_entries"))
+    module = AnsibleModule(argument_spec=spec, mutually_exclusive=mutually_exclusive, supports_check_mode=True)
     p = module.params
+    secret = bool(p.get("secret")) or p.get("secret_entries") is not None
+    entries = p["secret_entries"] if p.get("secret_entries") is not None else p["entries"]
     try:
-        table = Table.for_source(p["path"], p["config_dir"], p["type"], kind=kind)
-        result = manage_entries(table, p["entries"], state=p["state"], exclusive=p["exclusive"],
+        table = Table.for_source(p["path"], p["config_dir"], p["type"], kind=kind, secret=secret)
+        result = manage_entries(table, entries, state=p["state"], exclusive=p["exclusive"],
                                 compile_index=p["compile"], backup=p["backup"], check_mode=module.check_mode,
                                 allow_unsafe_targets=p.get("allow_unsafe_targets", False),
                                 lock_timeout=p["lock_timeout"])

@@ -16,7 +16,14 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
   (file bytes are no guide: libdb stamps a random file id into every .db and postalias a
   timestamp);
 - a rebuild writes a temporary file beside the index and renames it into place under a
-  lock (_atomic), so Postfix only ever sees the old index or the new one.
+  lock (_atomic), so Postfix only ever sees the old index or the new one;
+- regexp, pcre, cidr and texthash tables have no index: their daemons read the source when
+  they open the table (dict_regexp_open(), dict_pcre_open(), dict_cidr_open(),
+  dict_thash_open() read the whole file then), so a changed source needs ``postfix reload``.
+  "Compiling" one means letting the host's own postmap open the new text before it goes live
+  (check_source); queries go through the host's ``postmap -q`` (Postfix's regex engine);
+- a secret table (smtp_sasl_password_maps) keeps its source and index 0600, owned by root
+  when we are root, and no value of it reaches a diff, a warning or an error.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
+import stat
+import tempfile
 import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _atomic, _db, _tablefile
@@ -32,6 +42,14 @@ from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines imp
 
 TABLE = "table"
 ALIASES = "aliases"
+
+# Types without an index: the daemons read the source itself (see the module docstring).
+SOURCE_CHECKED_TYPES = ("regexp", "pcre", "cidr", "texthash")
+# The mode of a secret table's source and index.
+SECRET_MODE = 0o600
+# Looked up when the host's postmap checks a source: any key opens the table, which is what
+# makes Postfix parse (and warn about) every line.
+_PROBE_KEY = "mailops-postfix-check.invalid"
 
 # postalias.c: a record whose value changes on every build and so never makes an index stale.
 _VOLATILE_KEYS = (b"YP_LAST_MODIFIED",)
@@ -44,7 +62,8 @@ UNSAFE_TARGET_KINDS = ("command", "file", "include")
 class Table(object):
     """One source file and the index Postfix reads for it."""
 
-    def __init__(self, source, type_name, kind=TABLE, fold=True, smtputf8=True, hostname=None, type_origin="task"):
+    def __init__(self, source, type_name, kind=TABLE, fold=True, smtputf8=True, hostname=None, type_origin="task",
+                 secret=False, config_dir=None):
         if kind not in (TABLE, ALIASES):
             raise ValueError(kind)
         self.source = source
@@ -54,23 +73,39 @@ class Table(object):
         self.smtputf8 = smtputf8
         self.hostname = hostname or _fqdn()
         self.type_origin = type_origin
-        self.format = _db.get_format(type_name)
-        self.index = _db.index_path(source, type_name)
+        self.secret = secret
+        self.config_dir = config_dir
+        # An index Postfix reads, or (regexp, pcre, cidr, texthash) the source itself.
+        self.indexed = type_name not in SOURCE_CHECKED_TYPES
+        if self.indexed:
+            self.format = _db.get_format(type_name)
+            self.index = _db.index_path(source, type_name)
+        elif kind == ALIASES:
+            raise _db.UnsupportedType("aliases cannot be a %s table" % type_name)
+        else:
+            self.format = None
+            self.index = None
 
     @classmethod
-    def for_source(cls, source, config_dir="/etc/postfix", type_name=None, kind=TABLE):
+    def for_source(cls, source, config_dir="/etc/postfix", type_name=None, kind=TABLE, secret=False):
         """Resolve type, SMTPUTF8 folding and myhostname from ``config_dir``/main.cf."""
         config = load_config(config_dir)
         origin = "task"
         if not type_name:
             type_name, origin = resolve_type(config, source)
         return cls(source, type_name, kind=kind, smtputf8=smtputf8_enabled(config),
-                   hostname=config.value("myhostname"), type_origin=origin)
+                   hostname=config.value("myhostname"), type_origin=origin, secret=secret, config_dir=config_dir)
 
     # -- what the source compiles to ----------------------------------------------------
     def parse(self, data):
-        engine = _aliasfile if self.kind == ALIASES else _tablefile
-        return engine.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8)
+        if self.kind == ALIASES:
+            return _aliasfile.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8)
+        return _tablefile.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8,
+                                type_name=self.type, secret=self.secret)
+
+    def redacted(self, data):
+        """``data`` of this (secret) table's source as a diff shows it: values hidden."""
+        return _tablefile.redacted(data, self.source, self.type)
 
     def stored_records(self, doc=None):
         """(keys, values, count, warnings): what the index must hold for the source (parsed
@@ -125,7 +160,24 @@ class Table(object):
             else:
                 self.format.write(tmp, zip(keys, values))
 
-        _atomic.replace(self.index, write, ref_path=self.source)
+        _atomic.replace(self.index, write, ref_path=self.source, mode=self.index_mode())
+
+    def index_mode(self):
+        """The mode a rebuilt index must have, or None for _atomic's rules (an existing index
+        keeps its mode, a new one gets postmap's).  A secret table's index is 0600.  A source
+        that others may not read gives its index its own access bits (index_mode(): 0600 plus
+        the source's group read bit), even when the index exists: postmap(1) creates a new
+        index 0644 under the umask 022 | (~source_mode & 077) (postmap.c), so a hand-made 0600
+        sasl_passwd gets a 0600 .db, but an old world-readable .db would keep its mode."""
+        if self.secret:
+            return SECRET_MODE
+        try:
+            source_mode = os.stat(self.source).st_mode
+        except OSError:
+            return None
+        if source_mode & stat.S_IROTH:
+            return None
+        return _atomic.index_mode(source_mode)
 
     def source_lock(self, check_mode, lock_timeout):
         """The source's lock (at most ``lock_timeout`` seconds' wait), held by a run from its
@@ -136,7 +188,15 @@ class Table(object):
     def ensure(self, force=False, check_mode=False, doc=None, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
         """Rebuild the index when stale (or forced); ``doc`` is the parsed source if at hand.
 
-        Waits at most ``lock_timeout`` seconds for the lock. Returns a result dict for a module."""
+        Waits at most ``lock_timeout`` seconds for the lock. Returns a result dict for a module.
+
+        A table without an index is never stale: its source is checked by the host's postmap
+        instead (check_source), and the result has ``index`` None."""
+        if not self.indexed:
+            doc = self.parse(read_file(self.source)) if doc is None else doc
+            self.check_source(self.source)
+            return dict(changed=False, index=None, type=self.type, count=doc_count(doc), rebuild_reason=None,
+                        source_warnings=doc.warnings)
         # Under the source's lock, so an index is never built from a source another run
         # is replacing.
         with self.source_lock(check_mode, lock_timeout), _no_cyclic_gc():
@@ -147,8 +207,80 @@ class Table(object):
         return dict(changed=bool(reason), index=self.index, type=self.type, count=count,
                     rebuild_reason=reason, source_warnings=warnings)
 
+    # -- tables without an index: the host's Postfix reads them ----------------------------
+    def _postmap(self):
+        """argv start of the host's postmap with -c config_dir; PostfixError when Postfix
+        lacks this table type (postconf -m)."""
+        engine = _postfix()
+        postmap = engine.which("postmap")
+        if not postmap:
+            raise PostfixError("%s: postmap not found: a %s table is checked and queried by the host's Postfix"
+                               % (self.source, self.type))
+        types = engine.Binary().map_types()
+        if self.type not in types:
+            raise PostfixError("%s: this host's Postfix has no %s table type (postconf -m lists: %s); install it "
+                               "(Debian: postfix-%s)" % (self.source, self.type, " ".join(types), self.type))
+        argv = [postmap]
+        if self.config_dir and os.path.exists(os.path.join(self.config_dir, "main.cf")):
+            argv += ["-c", self.config_dir]
+        return argv
+
+    def check_source(self, path, hide=()):
+        """Let the host's postmap open ``path`` (this table's source, or a new text of it in a
+        temporary file) as TYPE:path, the way a daemon opens it; raise PostfixError
+        ``source:line: <Postfix's text>`` for every warning or fatal error Postfix prints
+        about the file (regexp: "warning: regexp map PATH, line N: ...").  ``hide``: values
+        replaced by <hidden> in the messages (a secret table)."""
+        argv = self._postmap() + ["-q", _PROBE_KEY, "%s:%s" % (self.type, path)]
+        _rc, _out, err = _postfix()._run(argv)
+        problems = []
+        fatal = []
+        # "postmap: warning: regexp map /x, line 3: text" (dict_regexp.c, dict_pcre.c,
+        # dict_cidr.c), "postmap: warning: /x, line 3: text" (dict_thash.c).
+        pattern = re.compile(r"^\S+: (warning|fatal|error|panic): (?:\w+ map )?%s, line (\d+): (.*)$" % re.escape(path))
+        for line in err.splitlines():
+            m = pattern.match(line)
+            if m:
+                problems.append("%s:%s: %s" % (self.source, m.group(2), m.group(3)))
+            elif path in line and re.search(r": (warning|fatal|error|panic): ", line):
+                problems.append("%s: %s" % (self.source, line.split(": ", 1)[-1].replace(path, self.source)))
+            elif re.search(r": (fatal|panic): ", line):
+                fatal.append(line.split(": ", 1)[-1])
+        if fatal and not problems:
+            problems.append("%s: cannot check the table with %s: %s" % (self.source, " ".join(argv[:-3]),
+                                                                         "; ".join(fatal)))
+        if problems:
+            message = "\n".join(problems)
+            for value in hide:
+                if value:
+                    message = message.replace(decode(value), "<hidden>")
+            raise PostfixError("Postfix refuses this %s table: %s" % (self.type, message)
+                               if len(problems) > 1 else message)
+
+    def check_text(self, data, hide=()):
+        """check_source() on ``data`` written to a temporary file (mode 0600) beside the
+        source (else in the system's temporary directory), removed afterwards."""
+        directory = os.path.dirname(os.path.abspath(self.source))
+        if not os.path.isdir(directory):
+            directory = None
+        fd, tmp = tempfile.mkstemp(prefix=".%s.%d." % (os.path.basename(self.source), os.getpid()), suffix=".tmp",
+                                   dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            _settled(tmp)
+            self.check_source(tmp, hide)
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
     def query(self, keys):
-        """postmap -q: the value of each key (folded as postmap folds queries), or None."""
+        """postmap -q: the value of each key (folded as postmap folds queries), or None.
+        A table without an index is asked through the host's postmap -q."""
+        if not self.indexed:
+            return dict((key, self._host_query(key)) for key in keys)
         self._require_index()
         return dict((key, decode(self.lookup(fold_key(to_bytes(key, "key"), self.fold, self.smtputf8))))
                     for key in keys)
@@ -162,8 +294,24 @@ class Table(object):
                 return strip_nul(value)
         return None
 
+    def _host_query(self, key):
+        if not os.path.exists(self.source):
+            raise PostfixError("%s: no such file" % self.source)
+        argv = self._postmap() + ["-q", key, "%s:%s" % (self.type, self.source)]
+        rc, out, err = _postfix()._run(argv)
+        fatal = [line for line in err.splitlines() if re.search(r": (fatal|panic): ", line)]
+        if fatal:
+            raise PostfixError("%s: postmap -q failed: %s" % (self.source, "; ".join(fatal)))
+        return out[:-1] if rc == 0 and out.endswith("\n") else (out if rc == 0 else None)
+
     def dump(self):
         """postmap -s: every stored pair, NULs stripped."""
+        if self.type == "texthash":
+            records, _warnings = self.parse(read_file(self.source)).records()
+            return dict((decode(k), decode(v)) for k, v in records)
+        if not self.indexed:
+            raise PostfixError("%s: a %s table cannot be dumped (Postfix has no sequence operation for it; "
+                               "postmap -s refuses it too)" % (self.source, self.type))
         self._require_index()
         return dict((decode(strip_nul(k)), decode(strip_nul(v))) for k, v in self.format.read(self.index))
 
@@ -207,26 +355,121 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
             removed = [decode(k) for k in doc.keep_only(list(entries))]
     else:
         removed = [folded(doc, key) for key in entries if doc.remove(key)]
-    after = doc.render()
+    if exclusive and not table.indexed and table.type != "texthash":
+        # regexp, pcre, cidr: the first match wins, so the declared order is the table's.
+        after = doc.ordered(list(entries))
+    else:
+        after = doc.render()
     source_changed = after != before
-    result = dict(changed=source_changed, source_changed=source_changed, added=added, updated=updated,
-                  removed=removed)
+    secured = secure_files(table, check_mode) if table.secret else []
+    result = dict(changed=source_changed or bool(secured), source_changed=source_changed, added=added,
+                  updated=updated, removed=removed, reload_required=source_changed and not table.indexed)
+    if table.secret:
+        result["secured"] = [text for text, _before, _after in secured]
+    diffs = []
     if source_changed:
-        result["diff"] = dict(before=before.decode("utf-8", "replace"), after=after.decode("utf-8", "replace"),
-                              before_header=table.source, after_header=table.source)
-        if not check_mode:
-            backup_file = _atomic.replace_text(table.source, after, backup=backup)
+        if table.secret:
+            shown_before, shown_after = table.redacted(before), table.redacted(after)
+        else:
+            shown_before, shown_after = before.decode("utf-8", "replace"), after.decode("utf-8", "replace")
+        diffs.append(dict(before=shown_before, after=shown_after, before_header=table.source,
+                          after_header=table.source))
+    for text, old, new in secured:
+        path = text.split(": ", 1)[0]
+        diffs.append(dict(before=old + "\n", after=new + "\n", before_header=path + " (attributes)",
+                          after_header=path + " (attributes)"))
+    if diffs:
+        result["diff"] = diffs[0] if len(diffs) == 1 else diffs
+    hide = doc_values(doc) if table.secret else ()
+    if source_changed:
+        check = compile_index and not table.indexed
+        if check_mode:
+            if check:
+                table.check_text(after, hide)
+        else:
+            backup_file = write_source(table, after, backup=backup, check=check, hide=hide)
             if backup_file:
                 result["backup_file"] = backup_file
-    if compile_index:
+    if compile_index and table.indexed:
         built = table.ensure(check_mode=check_mode, doc=doc, lock_timeout=lock_timeout)
-        result["changed"] = source_changed or built["changed"]
+        result["changed"] = result["changed"] or built["changed"]
         result.update(compiled=built["changed"], index=built["index"], type=table.type, count=built["count"],
                       rebuild_reason=built["rebuild_reason"], source_warnings=built["source_warnings"])
     else:
-        result.update(compiled=False, index=table.index, type=table.type, count=len(doc.keys()),
+        result.update(compiled=False, index=table.index, type=table.type, count=doc_count(doc),
                       rebuild_reason=None, source_warnings=doc.warnings)
     return result
+
+
+def write_source(table, data, backup=False, check=False, hide=()):
+    """Replace ``table``'s source with ``data`` atomically (keeping its attributes; a new
+    secret source is created 0600).  With ``check``, the host's Postfix opens the temporary
+    file first (Table.check_source) and nothing is written (no backup either) when it
+    refuses it.  Returns the backup's path, if one was made."""
+    made = []
+
+    def fill(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+        if check:
+            _settled(tmp)
+            table.check_source(tmp, hide)
+            os.utime(tmp, None)
+        if backup and os.path.exists(table.source):
+            made.append(_atomic.backup_copy(table.source))
+
+    _atomic.replace(table.source, fill, mode=SECRET_MODE if table.secret and not os.path.exists(table.source) else None)
+    return made[0] if made else None
+
+
+def secure_files(table, check_mode):
+    """A secret table's source and index: tighten a mode that lets group or others in to
+    0600 and, when we run as root, give a file owned by another user to root (its group
+    kept).  Returns (what changed, attributes before, after) for each change; in check mode
+    nothing is changed."""
+    changes = []
+    root = os.geteuid() == 0
+    for path in (table.source, table.index):
+        if path is None:
+            continue
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise PostfixError("%s: cannot stat: %s" % (path, e.strerror))
+        mode = stat.S_IMODE(st.st_mode)
+        new_mode = SECRET_MODE if mode & 0o077 else mode
+        new_uid = 0 if root and st.st_uid != 0 else st.st_uid
+        if (new_mode, new_uid) == (mode, st.st_uid):
+            continue
+        old = "mode %04o owner %d" % (mode, st.st_uid)
+        new = "mode %04o owner %d" % (new_mode, new_uid)
+        changes.append(("%s: %s -> %s (secret table)" % (path, old, new), old, new))
+        if not check_mode:
+            try:
+                if new_uid != st.st_uid:
+                    os.chown(path, new_uid, -1)
+                os.chmod(path, new_mode)
+            except OSError as e:
+                raise PostfixError("%s: cannot secure: %s" % (path, e.strerror))
+    return changes
+
+
+def doc_count(doc):
+    """Entries of a source: the records, plus those inside if/endif blocks of a pattern table."""
+    return len(doc.keys()) + len(getattr(doc, "guarded", ()))
+
+
+def doc_values(doc):
+    return [v for v in doc._values if v is not None]  # pylint: disable=protected-access
+
+
+def _settled(path):
+    """Date a just-written temporary file back two seconds: dict_thash_open() reads a file
+    modified in the last second again and again until it settles."""
+    old = time.time() - 2
+    os.utime(path, (old, old))
 
 
 def rebuild_alias_databases(config_dir, force=False, check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
@@ -262,7 +505,7 @@ def resolve_type(config, source):
     else hash; origin tells where the type came from."""
     wanted = os.path.abspath(source)
     for (table_type, path), info in sorted(_postfix().referenced_tables(config).items()):
-        if table_type in _db.INDEXED_TYPES and os.path.abspath(path) == wanted:
+        if (table_type in _db.INDEXED_TYPES or table_type in SOURCE_CHECKED_TYPES) and os.path.abspath(path) == wanted:
             return table_type, "main.cf %s" % info["parameters"][0]
     default = config.value("default_database_type")
     if default:

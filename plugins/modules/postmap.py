@@ -23,6 +23,19 @@ description:
     under a lock, so Postfix never reads a half-written table. An existing index keeps its
     owner, group and mode; a new one gets C(postmap)'s rules (owner of the source, mode 0600
     plus the source's group and other read bits).
+  - >-
+    A source that others may not read (a hand-made 0600 C(sasl_passwd)) gives every index this
+    module writes for it the source's access bits (mode 0600 plus the source's group read bit),
+    even when an older, world-readable index exists: real C(postmap) only protects a new index
+    that way, which is why tutorials tell admins to C(chmod 600 sasl_passwd.db) by hand.
+  - >-
+    Tables without an index (O(type) V(regexp), V(pcre), V(cidr), V(texthash)): compiling
+    means checking the source with the host's own Postfix (C(postmap -q KEY TYPE:PATH) with
+    C(-c) O(config_dir)); a warning or fatal error about the file fails the task with
+    C(path:line: Postfix's message). Such a table is never stale and nothing is written.
+    O(query) asks the host's C(postmap -q) (Postfix's own regular expression engine);
+    O(dump) lists a texthash table and fails for the others (Postfix has no sequence
+    operation for them). A host whose Postfix lacks the type (C(postconf -m)) fails with that.
   - Postfix daemons notice a replaced indexed table by themselves; no reload is needed.
   - With O(query) or O(dump) nothing is written.
 options:
@@ -38,7 +51,7 @@ options:
         C(virtual_alias_maps = lmdb:/etc/postfix/virtual)), else main.cf's
         C(default_database_type), else C(hash).
     type: str
-    choices: [hash, cdb, lmdb]
+    choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
   force:
     description:
       - Rebuild even when the index is current.
@@ -48,6 +61,7 @@ options:
     description:
       - Look these keys up in the index, like C(postmap -q), and return RV(lookups).
         Keys are folded as C(postmap -q) folds them. Nothing is compiled.
+      - For a table without an index, the host's C(postmap -q) answers.
     type: list
     elements: str
   dump:
@@ -77,6 +91,9 @@ seealso:
   - name: postmap(1)
     description: The Postfix manual page of the command this module replaces.
     link: https://www.postfix.org/postmap.1.html
+  - name: regexp_table(5)
+    description: The format of Postfix regular expression tables.
+    link: https://www.postfix.org/regexp_table.5.html
 """
 
 EXAMPLES = r"""
@@ -110,7 +127,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 index:
-  description: The index file Postfix reads.
+  description: The index file Postfix reads; null for regexp, pcre, cidr and texthash tables.
   returned: always
   type: str
   sample: /etc/postfix/virtual.db
@@ -161,14 +178,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import Table
+from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES, Table
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
-            type=dict(type="str", choices=["hash", "cdb", "lmdb"]),
+            type=dict(type="str", choices=["hash", "cdb", "lmdb"] + list(SOURCE_CHECKED_TYPES)),
             config_dir=dict(type="path", default="/etc/postfix"),
             force=dict(type="bool", default=False),
             lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
