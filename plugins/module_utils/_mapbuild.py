@@ -103,9 +103,11 @@ class Table(object):
         return _tablefile.parse(data, self.source, fold=self.fold, smtputf8=self.smtputf8,
                                 type_name=self.type, secret=self.secret)
 
-    def redacted(self, data):
-        """``data`` of this (secret) table's source as a diff shows it: values hidden."""
-        return _tablefile.redacted(data, self.source, self.type)
+    def redacted(self, data, changed=()):
+        """``data`` of this (secret) table's source as a diff shows it: values hidden, the
+        entries of the folded keys ``changed`` marked."""
+        changed = set(to_bytes(k, "key") for k in changed)
+        return _tablefile.redacted(data, self.source, self.type, changed)
 
     def stored_records(self, doc=None):
         """(keys, values, count, warnings): what the index must hold for the source (parsed
@@ -369,7 +371,7 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
     diffs = []
     if source_changed:
         if table.secret:
-            shown_before, shown_after = table.redacted(before), table.redacted(after)
+            shown_before, shown_after = table.redacted(before), table.redacted(after, updated)
         else:
             shown_before, shown_after = before.decode("utf-8", "replace"), after.decode("utf-8", "replace")
         diffs.append(dict(before=shown_before, after=shown_after, before_header=table.source,

@@ -32,6 +32,7 @@ from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines imp
 # their entries; texthash is postmap's own input format (TableDocument).
 PATTERN_TYPES = ("regexp", "pcre", "cidr")
 HIDDEN = b"<hidden>"
+HIDDEN_CHANGED = b"<hidden, changed>"
 
 _SPACE = frozenset(WHITESPACE)
 _BACKSLASH = 0x5C
@@ -446,14 +447,15 @@ class PatternDocument(TableDocument):
         return b"".join(out)
 
 
-def redacted(data, path, type_name=None):
+def redacted(data, path, type_name=None, changed=()):
     """``data`` (a source) as text for a diff of a secret table: each entry's first line as
-    ``KEY <hidden>``, continuation lines and comments as ``<hidden>`` lines (a comment may be
-    an old entry), blank lines kept."""
+    ``KEY <hidden>`` (``KEY <hidden, changed>`` when its folded key is in ``changed``, so that
+    a new value shows in the diff), continuation lines and comments as ``<hidden>`` lines (a
+    comment may be an old entry), blank lines kept."""
     if type_name in PATTERN_TYPES:
         doc = PatternDocument(data, path, type_name, strict=False, secret=True)
     else:
-        doc = TableDocument(data, path, fold=False, smtputf8=True, strict=False, secret=True)
+        doc = TableDocument(data, path, smtputf8=True, strict=False, secret=True)
     starts = dict((start, r) for r, start in enumerate(doc._starts))
     lines, _terminated = split_lines(data)
     out = []
@@ -462,7 +464,7 @@ def redacted(data, path, type_name=None):
         if r is not None:
             start = c_string(line[:-1] if line.endswith(b"\r") else line)
             end, _bad = doc._key_end_of(start)
-            out.append(start[:end] + b" " + HIDDEN)
+            out.append(start[:end] + b" " + (HIDDEN_CHANGED if doc._keys[r] in changed else HIDDEN))
         elif not line.strip(WHITESPACE):
             out.append(line)
         elif line.lstrip(WHITESPACE)[:1] == b"#":

@@ -83,7 +83,7 @@ options:
         index is always 0600.
       - >-
         No value of a secret table is shown anywhere. The diff shows each entry as
-        C(KEY <hidden>), its continuation lines and comment lines (a comment may be an old
+        C(KEY <hidden>) (C(KEY <hidden, changed>) after the change of its value), its continuation lines and comment lines (a comment may be an old
         entry) as C(<hidden>); warnings and errors name the line or the key, never the value.
     type: bool
     default: false
