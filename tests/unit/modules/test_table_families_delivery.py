@@ -64,7 +64,7 @@ def start(pf, *tables):
     pf.wait_for_port()
 
 
-@pytest.mark.parametrize("type_name", ["hash", "lmdb"])
+@pytest.mark.parametrize("type_name", ["hash", "lmdb", "cdb"])
 def test_transport_canonical_access_between_two_instances(postfix_instance, peer_instance, type_name):
     a, b = postfix_instance, peer_instance
     assert a.port != b.port and a.myhostname != b.myhostname
@@ -104,6 +104,7 @@ def test_transport_canonical_access_between_two_instances(postfix_instance, peer
     assert (code, reply) == (550, "5.1.2 <anyone@closed.test>: Recipient address rejected: "
                                   "this domain is closed")
     assert a.rcpt_code("carol@%s" % RELAY_DOMAIN)[0] == 250
+    assert a.rcpt_code("sales@%s" % RELAY_DOMAIN)[0] == 250
 
     # Transport map: A hands the message to B over SMTP; B delivers it; canonical map: the
     # envelope sender (Return-Path, added by B's virtual(8)) and the From: header rewritten.
@@ -125,3 +126,16 @@ def test_transport_canonical_access_between_two_instances(postfix_instance, peer
     # B's queue manager saw only the rewritten envelope senders.
     senders = re.findall(r"qmgr\[\d+\]: \w+: from=<([^>]*)>", b.log())
     assert senders == ["sales@%s" % RELAY_DOMAIN, "carol@%s" % RELAY_DOMAIN], b.log()
+
+    # An entry added to the access map while A runs: lookup_table recompiles the index and
+    # the next SMTP session refuses the address, with no reload (smtpd restarts when a table
+    # it opened has changed: "table ... has changed -- restarting", smtpd.c pre_accept()).
+    res = run_module("lookup_table", dict(path=access.split(":", 1)[1], config_dir=str(a.config_dir),
+                                          type=type_name, entries={"sales@%s" % RELAY_DOMAIN: "REJECT sales moved"}))
+    assert res["added"] == ["sales@%s" % RELAY_DOMAIN] and res["compiled"], res
+    assert a.run("postmap", "-q", "sales@%s" % RELAY_DOMAIN, access).stdout == "REJECT sales moved\n"
+    code, reply = a.rcpt_code("sales@%s" % RELAY_DOMAIN)
+    assert (code, reply) == (554, "5.7.1 <sales@%s>: Recipient address rejected: sales moved" % RELAY_DOMAIN)
+    needle = "table %s(" % access
+    restarts = [line for line in a.wait_for_log(needle).splitlines() if needle in line]
+    assert all("postfix/smtpd[" in line and line.endswith(") has changed -- restarting") for line in restarts), restarts
