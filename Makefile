@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test demo deps venv lint sanity units package molecule bench soak changelog clean
+.PHONY: test demo docs deps venv lint sanity units package molecule bench soak changelog clean
 
 test: lint sanity units package molecule
 
@@ -28,9 +28,14 @@ sanity: venv
 units: venv
 	$(BIN)/pytest -n 2 tests/unit
 
-# The tarball users install: no development files; every module documented from the installed copy.
+# The tarball users install: no development files; from the installed copy, every module
+# documented, the docs linted (antsibull-docs), bindep/ansible-builder checked, the demo applied.
 package: venv
 	scripts/package-check.sh
+
+# The HTML documentation site in .build/docs/build/html (antsibull-docs + Sphinx, offline).
+docs: venv
+	scripts/docs.sh
 
 molecule: venv
 	scripts/molecule.sh

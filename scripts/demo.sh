@@ -8,16 +8,36 @@
 #     alias of erin's virtual mailbox) over SMTP and prints where they were delivered.
 # The container is removed at the end; DEMO_KEEP=1 keeps it for a look around
 # (podman exec -it mailops-demo-mx1 bash), `scripts/demo.sh clean` removes it later.
+# DEMO_COLLECTIONS_PATH=DIR runs the demo from a copy installed with `ansible-galaxy collection
+# install -p DIR` (playbook, role, modules and example inventory), not from this checkout;
+# scripts/package-check.sh does that with the tarball it built.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=../molecule/env.sh
 . "$root/molecule/env.sh"
 mailops_podman_collection
+examples="$root/playbooks/examples"
+if [ -n "${DEMO_COLLECTIONS_PATH:-}" ]; then
+  installed="$DEMO_COLLECTIONS_PATH/ansible_collections/mailops/postfix"
+  [ -f "$installed/MANIFEST.json" ] ||
+    { echo "demo: no installed mailops.postfix (MANIFEST.json) under $DEMO_COLLECTIONS_PATH" >&2; exit 1; }
+  # Only the installed copy and containers.podman: the checkout's symlink is not on the path.
+  export ANSIBLE_COLLECTIONS_PATH="$DEMO_COLLECTIONS_PATH:$root/.build/molecule/collections"
+  examples="$installed/playbooks/examples"
+  # ansible-galaxy prints one "# <path>/ansible_collections" header per copy it finds.
+  found=$(ansible-galaxy collection list mailops.postfix 2>/dev/null | sed -n 's|^# \(.*\)/ansible_collections$|\1|p')
+  if [ "$(readlink -f "$found")" != "$(readlink -f "$DEMO_COLLECTIONS_PATH")" ]; then
+    echo "demo: ansible finds mailops.postfix in '${found//$'\n'/ and }', not only in $DEMO_COLLECTIONS_PATH" >&2
+    exit 1
+  fi
+  echo "demo: mailops.postfix $(sed -n 's/.*"version": "\([^"]*\)".*/\1/p' "$installed/MANIFEST.json" | head -1) from $installed"
+fi
 
-name=mailops-demo-mx1
+# DEMO_CONTAINER names the container (and its work directory) for a run beside someone's demo.
+name=${DEMO_CONTAINER:-mailops-demo-mx1}
 label=mailops.postfix.demo=1
-work="$root/.build/demo"
+work="$root/.build/demo${DEMO_CONTAINER:+/$DEMO_CONTAINER}"
 
 remove() {
   # Only the container this script made (checked by its label).
@@ -60,7 +80,7 @@ mail_servers:
       ansible_python_interpreter: /usr/bin/python3
 EOF
 export ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=auto_silent ANSIBLE_PIPELINING=true
-inventory=(-i playbooks/examples/inventory -i "$work/hosts.yml")
+inventory=(-i "$examples/inventory" -i "$work/hosts.yml")
 
 step "ansible-playbook mailops.postfix.site (example inventory, --diff)"
 ansible-playbook mailops.postfix.site "${inventory[@]}" -e target=mx1.example.tld --diff
