@@ -93,6 +93,18 @@ def _nameval(text):
     return "%s=%s" % (name.strip(_BLANKS), value.strip(_BLANKS))
 
 
+def _split_option(tok):
+    """An option word as getopt() reads it: ``-vo`` is ``-v`` then ``-o`` (value in the next
+    word), ``-oname=value`` and ``-vDoname=value`` carry the value in the same word.  Split
+    like postconf_master.c:pcf_normalize_daemon_args() into ``[-vD] -o [value]``, except that
+    postconf skips an ``o`` right after the ``-`` when looking for it (``-osyslog_name=x``
+    becomes ``-o sysl -o g_name=x`` there, not what the daemon's getopt() sees)."""
+    k = tok.find("o", 1)
+    if len(tok) < 2 or k < 0 or (k == 1 and len(tok) == 2):
+        return [tok]
+    return ([tok[:k]] if k > 1 else []) + ["-o"] + ([tok[k + 1:]] if tok[k + 1:] else [])
+
+
 def normalize_argv(tokens):
     """The command arguments as postconf holds them: braces removed, ``-o`` values as name=value."""
     out = list(tokens[:1])
@@ -102,6 +114,18 @@ def normalize_argv(tokens):
         tok = tokens[i]
         if in_options and (not tok.startswith("-") or tok == "--"):
             in_options = False
+        parts = _split_option(tok) if in_options else [tok]
+        if len(parts) > 1:
+            out.extend(parts[:parts.index("-o") + 1])
+            if parts[-1] != "-o":
+                out.append(_nameval(_unbrace(parts[-1])))
+                i += 1
+                continue
+            tok = "-o"
+            if i + 1 >= len(tokens):
+                i += 1
+                continue
+            out.pop()
         if in_options and _takes_value(tok) and i + 1 < len(tokens):
             value = _unbrace(tokens[i + 1])
             out.extend([tok, _nameval(value) if tok == "-o" else value])
