@@ -92,7 +92,7 @@ class Table(object):
         config = load_config(config_dir)
         origin = "task"
         if not type_name:
-            type_name, origin = resolve_type(config, source)
+            type_name, origin = resolve_type(config, source, indexed_only=kind == ALIASES)
         return cls(source, type_name, kind=kind, smtputf8=smtputf8_enabled(config),
                    hostname=config.value("myhostname"), type_origin=origin, secret=secret, config_dir=config_dir)
 
@@ -502,12 +502,14 @@ def load_config(config_dir):
     return _postfix().load(config_dir, missing_ok=True)[1]
 
 
-def resolve_type(config, source):
-    """(type, origin): the type main.cf uses for ``source``, else default_database_type,
-    else hash; origin tells where the type came from."""
+def resolve_type(config, source, indexed_only=False):
+    """(type, origin): the type main.cf uses for ``source`` (an indexed one, or also regexp,
+    pcre, cidr, texthash unless ``indexed_only``), else default_database_type, else hash;
+    origin tells where the type came from."""
     wanted = os.path.abspath(source)
+    usable = _db.INDEXED_TYPES if indexed_only else _db.INDEXED_TYPES + SOURCE_CHECKED_TYPES
     for (table_type, path), info in sorted(_postfix().referenced_tables(config).items()):
-        if (table_type in _db.INDEXED_TYPES or table_type in SOURCE_CHECKED_TYPES) and os.path.abspath(path) == wanted:
+        if table_type in usable and os.path.abspath(path) == wanted:
             return table_type, "main.cf %s" % info["parameters"][0]
     default = config.value("default_database_type")
     if default:

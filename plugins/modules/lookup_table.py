@@ -97,6 +97,15 @@ options:
         V(texthash) have none (see the description).
     type: str
     choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
+  compile:
+    description:
+      - Compile the index after editing, when it is stale (missing, older than the source, or
+        with other records than the source compiles to).
+      - For V(regexp), V(pcre), V(cidr) and V(texthash) tables, check a changed source with the
+        host's Postfix before it is written (see the description); V(false) writes it unchecked.
+      - Set V(false) when a handler compiles it.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.table_source
