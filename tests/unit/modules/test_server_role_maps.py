@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The server role's lookup tables (postfix_server_maps) and master.cf services run by
+ansible-playbook against a private, running Postfix.
+
+The role's validate, install (nothing installed) and configure tasks and its handlers run on
+localhost with every path pointed into the instance, so the system Postfix is never touched.
+Real Postfix is the oracle: postconf -n / -M, postmap -q on every key (regexp: tables too),
+SMTP answers of the access map and of the new submission listener.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import smtplib
+import stat
+import subprocess
+import sys
+import time
+
+from postfix_instance import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+PASSWORD = "Tr0ub4dor-and-3-horses"  # must never reach the playbook output
+
+PLAYBOOK = """\
+---
+- name: The server role's tasks against a private Postfix instance
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Validate
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: validate
+    - name: Install
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: install
+    - name: Configure
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: configure
+"""
+
+
+def inventory(conf, submission_port):
+    return {
+        "postfix_server_install": False,
+        "postfix_server_table_type": "hash",
+        "postfix_server_main_cf": {
+            "relayhost": "[smarthost.test]:587",
+            "smtp_sasl_auth_enable": "yes",
+            "smtp_sasl_security_options": "noanonymous",
+            # The access map is named here: it has no parameter of its own.
+            "smtpd_recipient_restrictions": ["check_recipient_access hash:%s/access" % conf,
+                                             "permit_mynetworks", "reject_unauth_destination"],
+        },
+        "postfix_server_virtual_alias_domains": [{"domain": "alias.test", "aliases": {"info": ["open@shop.test"]}}],
+        "postfix_server_maps": {
+            "transport": {"parameter": "transport_maps",
+                          "entries": {"example.net": "smtp:[smarthost.test]:587",
+                                      ".example.net": "smtp:[smarthost.test]:587"}},
+            "canonical": {"parameter": "sender_canonical_maps",
+                          "entries": {"alice": "alice.smith@shop.test", "bob@old.test": "bob@shop.test"}},
+            "header_checks": {"type": "regexp", "parameter": "header_checks",
+                              "entries": {"/^Subject:.*viagra/": "REJECT no spam here",
+                                          "/^X-Mailer: BadMailer/i": "DISCARD"}},
+            "sasl_passwd": {"parameter": "smtp_sasl_password_maps",
+                            "entries": {"[smarthost.test]:587": "relayuser:" + PASSWORD}},
+            "access": {"entries": {"blocked@shop.test": "REJECT this address takes no mail",
+                                   "open@shop.test": "OK"}},
+        },
+        "postfix_server_maps_host": {
+            "canonical": {"entries": {"bob@old.test": None, "carol": "carol@shop.test"}},
+        },
+        "postfix_server_master_cf": [
+            {"name": "127.0.0.1:%d" % submission_port, "type": "inet", "private": "n", "unpriv": "-",
+             "chroot": "n", "command": "smtpd",
+             "options": {"syslog_name": "postfix/submission", "smtpd_tls_security_level": "none",
+                         "smtpd_client_restrictions": "permit_mynetworks,reject"}},
+        ],
+    }
+
+
+def run_role(pf, inv, *extra):
+    """ansible-playbook with the role's tasks; returns (rc, output, number changed, tasks that changed, seconds)."""
+    conf = str(pf.config_dir)
+    base = dict(inv, postfix_server_config_dir=conf, postfix_server_virtual_alias_map=conf + "/virtual",
+                postfix_server_virtual_mailbox_map=conf + "/vmailbox-role", postfix_server_aliases_file=conf + "/aliases")
+    (pf.root / "vars.json").write_text(json.dumps(base))
+    (pf.root / "play.yml").write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
+            str(pf.root / "play.yml")] + list(extra)
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", out)
+    assert recap, out
+    tasks, task = [], None
+    for line in out.splitlines():
+        m = re.match(r"(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", line)
+        if m:
+            task = m.group(1)
+        elif line.startswith("changed:") and task not in tasks:
+            tasks.append(task)
+    return proc.returncode, out, int(recap.group(1)), tasks, seconds
+
+
+def query(pf, reference, key):
+    """Real postmap -q: the value, or None when the key is not found (exit 1)."""
+    proc = pf.run("postmap", "-q", key, reference, check=False)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
+
+
+def banner(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+                code, msg = smtp.noop()
+                return code
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def snapshot(conf):
+    """Every file of the config dir: name -> (mtime_ns, bytes)."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(conf.iterdir()) if p.is_file()}
+
+
+def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice(postfix_instance):
+    pf = postfix_instance
+    conf = pf.config_dir
+    aliases = conf / "aliases"
+    aliases.write_text("postmaster: root\n")
+    pf.write_main(alias_maps="hash:%s" % aliases, alias_database="hash:%s" % aliases)
+    pf.run("postalias", "hash:%s" % aliases)
+    port = free_port()
+    inv = inventory(str(conf), port)
+
+    # A bad inventory fails in validate, before anything changes.
+    before = snapshot(conf)
+    bad = json.loads(json.dumps(inv))
+    bad["postfix_server_maps"]["transport"]["typ"] = "hash"
+    bad["postfix_server_maps"]["header_checks"]["entries"]["^Subject: no delimiters"] = "REJECT"
+    rc, out, changed, tasks, _ = run_role(pf, bad)
+    assert rc != 0 and changed == 0, out
+    assert "postfix_server_maps.transport: unknown key typ" in out
+    assert ("postfix_server_maps.header_checks.entries: ^Subject: no delimiters is not a pattern of the form"
+            " /pattern/flags (regexp_table(5))") in out
+    assert snapshot(conf) == before
+
+    # A type this Postfix lacks (postconf -m, asked once): refused before any file changes.
+    if "pcre" not in pf.postconf("-m").split():
+        lacking = json.loads(json.dumps(inv))
+        lacking["postfix_server_maps"]["header_checks"]["type"] = "pcre"
+        rc, out, changed, tasks, _ = run_role(pf, lacking)
+        assert rc != 0 and changed == 0, out
+        assert "postfix_server_maps.header_checks.type: this Postfix has no pcre tables" in out
+        assert snapshot(conf) == before
+
+    pf.start()
+    rc, out, changed, tasks, first = run_role(pf, inv, "-v", "--diff")
+    assert rc == 0, out
+    assert PASSWORD not in out
+    assert "[smarthost.test]:587" in out  # the secret map's keys are shown, its values never
+    for task in ("Write the lookup tables", "Reload Postfix for changed regexp, pcre, cidr and texthash tables",
+                 "Set main.cf parameters", "Set master.cf services", "Rebuild the lookup tables", "Reload Postfix"):
+        assert task in tasks, (task, tasks)
+
+    # main.cf as Postfix reads it.
+    postconf = pf.postconf("-n").splitlines()
+    for line in ("transport_maps = hash:%s/transport" % conf,
+                 "sender_canonical_maps = hash:%s/canonical" % conf,
+                 "header_checks = regexp:%s/header_checks" % conf,
+                 "smtp_sasl_password_maps = hash:%s/sasl_passwd" % conf,
+                 "relayhost = [smarthost.test]:587",
+                 "smtpd_recipient_restrictions = check_recipient_access hash:%s/access, permit_mynetworks,"
+                 " reject_unauth_destination" % conf):
+        assert line in postconf, (line, postconf)
+
+    # Every key, as real postmap -q finds it; the host layer dropped one canonical entry and added one.
+    expected = {
+        "hash:%s/transport" % conf: {"example.net": "smtp:[smarthost.test]:587",
+                                     ".example.net": "smtp:[smarthost.test]:587"},
+        "hash:%s/canonical" % conf: {"alice": "alice.smith@shop.test", "carol": "carol@shop.test",
+                                     "bob@old.test": None},
+        "hash:%s/sasl_passwd" % conf: {"[smarthost.test]:587": "relayuser:" + PASSWORD},
+        "hash:%s/access" % conf: {"blocked@shop.test": "REJECT this address takes no mail", "open@shop.test": "OK"},
+        "regexp:%s/header_checks" % conf: {"Subject: buy viagra now": "REJECT no spam here",
+                                           "Subject: hello": None,
+                                           # i toggles regexp_table(5)'s default case-insensitivity
+                                           "X-Mailer: BadMailer 2.0": "DISCARD", "X-Mailer: badmailer 2.0": None},
+    }
+    for reference, answers in expected.items():
+        for key, value in answers.items():
+            assert query(pf, reference, key) == value, (reference, key)
+
+    # The secret map: source and index 0600.
+    for name in ("sasl_passwd", "sasl_passwd.db"):
+        assert stat.S_IMODE(os.stat(conf / name).st_mode) == 0o600, name
+
+    # master.cf: the service as postconf -M reads it, and the listener answers after the reload.
+    services = pf.postconf("-M").splitlines()
+    assert [s for s in services if s.startswith("127.0.0.1:%d " % port)], services
+    assert "127.0.0.1:%d/inet/syslog_name = postfix/submission" % port in pf.postconf("-P").splitlines()
+    pf.wait_for_log("reload -- version")
+    assert banner(port) == 250
+
+    # The access map, named only in smtpd_recipient_restrictions, answers over SMTP.
+    code, msg = pf.rcpt_code("blocked@shop.test")
+    assert code == 554 and "this address takes no mail" in msg, (code, msg)
+
+    # Second identical run: nothing changes, no file is rewritten.
+    before = snapshot(conf)
+    rc, out, changed, tasks, second = run_role(pf, inv)
+    assert rc == 0, out
+    assert changed == 0, tasks
+    assert snapshot(conf) == before
+    print("converge: first %.1fs, second (no change) %.1fs" % (first, second))
+
+    # Check mode with --diff: a new regexp entry and a changed transport are previewed, nothing written.
+    changed_inv = json.loads(json.dumps(inv))
+    changed_inv["postfix_server_maps"]["header_checks"]["entries"]["/^Subject:.*lottery/"] = "REJECT"
+    changed_inv["postfix_server_maps"]["transport"]["entries"]["example.net"] = "smtp:[other.test]:25"
+    rc, out, changed, tasks, _ = run_role(pf, changed_inv, "--check", "--diff")
+    assert rc == 0 and changed > 0, out
+    assert "/^Subject:.*lottery/" in out and "smtp:[other.test]:25" in out
+    assert snapshot(conf) == before
+
+    # A map set absent: its parameter leaves main.cf, its files go.
+    gone = json.loads(json.dumps(inv))
+    gone["postfix_server_maps"]["canonical"]["state"] = "absent"
+    rc, out, changed, tasks, _ = run_role(pf, gone)
+    assert rc == 0, out
+    assert not [line for line in pf.postconf("-n").splitlines() if line.startswith("sender_canonical_maps")]
+    assert not (conf / "canonical").exists() and not (conf / "canonical.db").exists()
+    rc, out, changed, tasks, _ = run_role(pf, gone)
+    assert rc == 0 and changed == 0, tasks
+
+
+def test_module_output_shows_secret_map_keys_only_in_check_mode(postfix_instance):
+    """The secret map's preview (check mode, --diff, -v) never shows the password."""
+    pf = postfix_instance
+    conf = pf.config_dir
+    inv = {"postfix_server_install": False, "postfix_server_table_type": "hash",
+           "postfix_server_virtual_alias_domains": [{"domain": "alias.test", "aliases": {"info": ["a@b.test"]}}],
+           "postfix_server_maps": {"sasl_passwd": {"parameter": "smtp_sasl_password_maps",
+                                                   "entries": {"[relay.test]:587": "u:" + PASSWORD}}}}
+    (conf / "aliases").write_text("postmaster: root\n")
+    rc, out, changed, tasks, _ = run_role(pf, inv, "--check", "--diff", "-v")
+    assert rc == 0, out
+    assert "[relay.test]:587" in out and PASSWORD not in out
+    assert not (conf / "sasl_passwd").exists()
