@@ -25,7 +25,7 @@ def run(kind, path_default=None):
         state=dict(type="str", default="present", choices=["present", "absent"]),
         exclusive=dict(type="bool", default=False),
         compile=dict(type="bool", default=True),
-        type=dict(type="str", choices=INDEXED_CHOICES if kind == ALIASES else INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES)),
+        type=dict(type="str", choices=INDEXED_CHOICES + ([] if kind == ALIASES else list(SOURCE_CHECKED_TYPES))),
         config_dir=dict(type="path", default="/etc/postfix"),
         backup=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),

@@ -407,10 +407,10 @@ class PatternDocument(TableDocument):
 
     def ordered(self, keys):
         """The rendered text with its entries in the order of ``keys`` (the first match
-        wins in these tables); entries not in ``keys`` keep their place after them.  An
-        entry moves with its continuation lines and the comment lines directly above it
-        (not those that open the file); blank lines and other comments stay where they are.  The text is returned unchanged
-        when the order is already right."""
+        wins in these tables); entries not in ``keys`` come after them, in their order.  An
+        entry moves with its continuation lines and the comment lines directly above it (not
+        those that open the file); blank lines and other comments stay where they are.  The
+        text is returned unchanged when the order is already right."""
         data = self.render()
         doc = PatternDocument(data, self.path, self.type_name, strict=False)
         rank = dict((to_bytes(k, self.KEY_WORD), i) for i, k in enumerate(keys))

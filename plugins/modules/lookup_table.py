@@ -76,15 +76,16 @@ options:
         file owned by another user is also given to root, its group kept); that counts as a
         change, is listed in RV(secured), shown in the diff and only reported in check mode.
       - >-
-        C(postmap) would give a new index mode 0644 under a umask of 022 plus the group and other
-        bits the source denies (postmap.c; mkmap_open() and dict_open() create it 0644): the index of a 0600 source is
-        0600, but an index made before the source was protected stays world-readable, which is
-        why tutorials tell admins to C(chmod 600 sasl_passwd.db) by hand. A secret table's
-        index is always 0600.
+        Why the index too: C(postmap) creates an index with mode 0644 (mkmap_open() and
+        dict_open()) under a umask of 022 plus the group and other bits the source denies
+        (postmap.c), so the index of a 0600 source is 0600, but an index made before the source
+        was protected stays world-readable, which is why tutorials tell admins to
+        C(chmod 600 sasl_passwd.db) by hand. A secret table's index is always 0600.
       - >-
         No value of a secret table is shown anywhere. The diff shows each entry as
-        C(KEY <hidden>) (C(KEY <hidden, changed>) after the change of its value), its continuation lines and comment lines (a comment may be an old
-        entry) as C(<hidden>); warnings and errors name the line or the key, never the value.
+        C(KEY <hidden>) (C(KEY <hidden, changed>) after the change of its value), its
+        continuation lines and comment lines (a comment may be an old entry) as C(<hidden>);
+        warnings and errors name the line or the key, never the value.
     type: bool
     default: false
   type:
