@@ -249,15 +249,15 @@ class Table(object):
             elif re.search(r": (fatal|panic): ", line):
                 fatal.append(line.split(": ", 1)[-1])
         if fatal and not problems:
-            problems.append("%s: cannot check the table with %s: %s" % (self.source, " ".join(argv[:-3]),
-                                                                         "; ".join(fatal)))
+            problems.append("%s: cannot check the table with %s: %s"
+                            % (self.source, " ".join(argv[:-3]), "; ".join(fatal)))
         if problems:
             message = "\n".join(problems)
             for value in hide:
                 if value:
                     message = message.replace(decode(value), "<hidden>")
-            raise PostfixError("Postfix refuses this %s table: %s" % (self.type, message)
-                               if len(problems) > 1 else message)
+            # One line per problem, each "path:line: Postfix's text".
+            raise PostfixError(message)
 
     def check_text(self, data, hide=()):
         """check_source() on ``data`` written to a temporary file (mode 0600) beside the
