@@ -181,7 +181,7 @@ tables:
     - Every lookup table main.cf references (values are C($name)-expanded; C(proxy:),
       C(unionmap:{...}) and C(pipemap:{...}) are followed), plus each map of C(alias_database),
       plus every table a master.cf C(-o) override references (its value expanded as that service's
-      daemon sees it: its own overrides over main.cf, with C($service_name)).
+      daemon sees it, with its own overrides over main.cf and C($service_name) set).
   returned: always
   type: list
   elements: dict

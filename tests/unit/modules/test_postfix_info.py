@@ -311,4 +311,4 @@ def test_tables_referenced_by_master_cf_overrides(tmp_path):
     # Real postmap -q agrees: the stale index does not have what the source says.
     (t / "sub").write_text("a@b.example OK\nnew@b.example OK\n")
     os.utime(str(t / "sub.db"), (old, old))
-    assert subprocess.run(["postmap", "-q", "new@b.example", "hash:%s/sub" % t]).returncode == 1
+    assert subprocess.run(["postmap", "-q", "new@b.example", "hash:%s/sub" % t], check=False).returncode == 1
