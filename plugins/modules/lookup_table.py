@@ -78,8 +78,9 @@ options:
       - >-
         Why the index too: C(postmap) creates an index with mode 0644 (mkmap_open() and
         dict_open()) under a umask of 022 plus the group and other bits the source denies
-        (postmap.c), so the index of a 0600 source is 0600, but an index made before the source
-        was protected stays world-readable, which is why tutorials tell admins to
+        (postmap.c), so the index of a 0600 source is 0600, but a C(.db) or C(.lmdb) index made
+        before the source was protected stays world-readable (seen with Postfix 3.7), which is
+        why tutorials tell admins to
         C(chmod 600 sasl_passwd.db) by hand. A secret table's index is always 0600.
       - >-
         No value of a secret table is shown anywhere. The diff shows each entry as

@@ -26,8 +26,10 @@ description:
   - >-
     A source that others may not read (a hand-made 0600 C(sasl_passwd)) gives every index this
     module writes for it the source's access bits (mode 0600 plus the source's group read bit),
-    even when an older, world-readable index exists: real C(postmap) only protects a new index
-    that way, which is why tutorials tell admins to C(chmod 600 sasl_passwd.db) by hand.
+    even when an older, world-readable index exists: real C(postmap) gives a new index those
+    bits (its umask is 022 plus the bits the source denies, postmap.c) but leaves an existing
+    C(.db) or C(.lmdb) as it was, which is why tutorials tell admins to
+    C(chmod 600 sasl_passwd.db) by hand.
   - >-
     Tables without an index (O(type) V(regexp), V(pcre), V(cidr), V(texthash)): compiling
     means checking the source with the host's own Postfix (C(postmap -q KEY TYPE:PATH) with
