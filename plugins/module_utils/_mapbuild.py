@@ -365,7 +365,10 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
     source_changed = after != before
     secured = secure_files(table, check_mode) if table.secret else []
     result = dict(changed=source_changed or bool(secured), source_changed=source_changed, added=added,
-                  updated=updated, removed=removed, reload_required=source_changed and not table.indexed)
+                  updated=updated, removed=removed)
+    if table.kind == TABLE:
+        # Daemons read a table without an index only when they open it (see the docstring).
+        result["reload_required"] = source_changed and not table.indexed
     if table.secret:
         result["secured"] = [text for text, _before, _after in secured]
     diffs = []
