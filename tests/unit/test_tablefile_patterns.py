@@ -206,3 +206,48 @@ def test_secret_parse_messages_hold_no_value():
     assert "Secret-2" not in str(info.value)
     warnings = _tablefile.parse(b" orphan-Secret-3\nk v\n", "src", secret=True, strict=False).warnings
     assert warnings and "Secret-3" not in str(warnings)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+@settings(**SETTINGS)
+@given(data=st.data())
+def test_edits_keep_first_match_semantics(workdir, type_name, data):
+    """Random files, then random set/remove and an ordering: the text Postfix reads answers
+    every probe with the value of the first rule (in the model's order) that matches it, and
+    untouched lines stay byte for byte."""
+    rules, text = data.draw(pattern_file(type_name))
+    raw = text.encode()
+    doc = _tablefile.parse(raw, "src", type_name=type_name)
+    model = [(k, v) for k, v in ((k.decode(), v.decode()) for k, v in doc.records()[0])]
+    edits = data.draw(st.lists(st.tuples(st.sampled_from(["set", "remove"]), st.integers(0, 9),
+                                         st.sampled_from(["new", "other value"])), max_size=6))
+    for op, n, value in edits:
+        key = "/^w%d$/" % n
+        if op == "set":
+            doc.set(key, value)
+            if any(k == key for k, _v in model):
+                model = [(k, value if k == key else v) for k, v in model]
+            else:
+                model.append((key, value))
+        else:
+            doc.remove(key)
+            model = [(k, v) for k, v in model if k != key]
+    order = data.draw(st.permutations([k for k, _v in model]))
+    out = doc.ordered(order)
+    model = sorted(model, key=lambda kv: order.index(kv[0]))
+    again = _tablefile.parse(out, "src", type_name=type_name)
+    assert [(k.decode(), v.decode()) for k, v in again.records()[0]] == model
+    # Every comment line of the original text is still there.
+    assert sorted(x for x in raw.split(b"\n") if x.lstrip().startswith(b"#")) == sorted(
+        x for x in out.split(b"\n") if x.lstrip().startswith(b"#"))
+    probes = ["w%d" % n for n in range(10)]
+    answers, warned = postfix_answers(workdir, type_name, out, probes)
+    assert warned == []
+    expected = {}
+    for probe in probes:
+        for k, v in model:
+            # Every generated pattern "^wN...$" matches exactly its own probe.
+            if re.match(r"^(?:!!)?.\^%s\b" % probe, k) and not re.match(r"^(?:!!)?.\^%s\d" % probe, k):
+                expected[probe] = v
+                break
+    assert answers == expected
