@@ -232,7 +232,8 @@ def _found(found, ref):
 def service_value(config, entry, value, strict=False, warnings=None):
     """A master.cf ``-o`` value expanded as the service's daemon sees it: its own ``-o``
     parameters over main.cf over the defaults (mail_conf_update() before the parameters are
-    read), and ``$service_name`` the service's name (mail_params.c: var_service_name)."""
+    read), and ``$service_name`` the service's name (set by the daemon skeletons such as
+    single_server.c; ``postconf -Px`` expands the overrides the same way)."""
     own = _mastercf.overrides(entry.argv)
 
     def lookup(name):
