@@ -42,6 +42,10 @@ def run(kind, path_default=None):
     p = module.params
     secret = bool(p.get("secret")) or p.get("secret_entries") is not None
     entries = p["secret_entries"] if p.get("secret_entries") is not None else p["entries"]
+    if p.get("secret") and p.get("secret_entries") is None and p["state"] == "present" and any(
+            v not in (None, "", []) for v in p["entries"].values()):
+        # Module arguments are logged unless no_log: the values would show in -v output.
+        module.fail_json(msg="%s: secret=true with values in entries would log them; use secret_entries" % p["path"])
     try:
         table = Table.for_source(p["path"], p["config_dir"], p["type"], kind=kind, secret=secret)
         result = manage_entries(table, entries, state=p["state"], exclusive=p["exclusive"],

@@ -188,6 +188,12 @@ def test_errors_and_warnings_of_a_secret_table_never_quote_a_value(tmp_path, con
     assert "Pw-1" not in json.dumps(dup)
 
 
+def test_secret_with_values_in_entries_is_refused(tmp_path, conf):
+    result = run_module("lookup_table", dict(path=str(tmp_path / "s"), config_dir=conf, type="hash", secret=True,
+                                             entries={"a": "Pw-logged"}), fail_ok=True)
+    assert result["failed"] and "use secret_entries" in result["msg"] and not os.path.exists(tmp_path / "s")
+
+
 def test_entries_and_secret_entries_are_mutually_exclusive(tmp_path, conf):
     result = run_module("lookup_table", dict(path=str(tmp_path / "s"), config_dir=conf, type="hash",
                                              entries={"a": "b"}, secret_entries={"c": "Pw-x"}), fail_ok=True)
