@@ -71,8 +71,8 @@ def inventory(conf, submission_port):
                                           "/^X-Mailer: BadMailer/i": "DISCARD"}},
             "sasl_passwd": {"parameter": "smtp_sasl_password_maps",
                             "entries": {"[smarthost.test]:587": "relayuser:" + PASSWORD}},
-            "access": {"entries": {"blocked@shop.test": "REJECT this address takes no mail",
-                                   "open@shop.test": "OK"}},
+            "access": {"mode": "0640", "entries": {"blocked@shop.test": "REJECT this address takes no mail",
+                                                   "open@shop.test": "OK"}},
         },
         "postfix_server_maps_host": {
             "canonical": {"entries": {"bob@old.test": None, "carol": "carol@shop.test"}},
@@ -207,9 +207,9 @@ def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice
         for key, value in answers.items():
             assert query(pf, reference, key) == value, (reference, key)
 
-    # The secret map: source and index 0600.
-    for name in ("sasl_passwd", "sasl_passwd.db"):
-        assert stat.S_IMODE(os.stat(conf / name).st_mode) == 0o600, name
+    # The secret map: source and index 0600; a mode asked for: source and index.
+    for name, mode in (("sasl_passwd", 0o600), ("sasl_passwd.db", 0o600), ("access", 0o640), ("access.db", 0o640)):
+        assert stat.S_IMODE(os.stat(conf / name).st_mode) == mode, name
 
     # master.cf: the service as postconf -M reads it, and the listener answers after the reload.
     services = pf.postconf("-M").splitlines()
@@ -238,6 +238,26 @@ def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice
     assert rc == 0 and changed > 0, out
     assert "/^Subject:.*lottery/" in out and "smtp:[other.test]:25" in out
     assert snapshot(conf) == before
+
+    # An indexed map changes: rebuilt, no reload (its daemons notice the new index themselves).
+    reloads = pf.log().count("reload -- version")
+    inv["postfix_server_maps"]["transport"]["entries"]["example.net"] = "smtp:[other.test]:25"
+    rc, out, changed, tasks, _ = run_role(pf, inv)
+    assert rc == 0, out
+    assert tasks == ["Write the lookup tables", "Rebuild the lookup tables"], tasks
+    assert query(pf, "hash:%s/transport" % conf, "example.net") == "smtp:[other.test]:25"
+    # A regexp map changes: no index to build, Postfix reloads.
+    inv["postfix_server_maps"]["header_checks"]["entries"]["/^Subject:.*lottery/"] = "REJECT"
+    rc, out, changed, tasks, _ = run_role(pf, inv)
+    assert rc == 0, out
+    assert tasks == ["Write the lookup tables", "Reload Postfix for changed regexp, pcre, cidr and texthash tables",
+                     "Reload Postfix"], tasks
+    assert query(pf, "regexp:%s/header_checks" % conf, "Subject: you won the lottery") == "REJECT"
+    pf.wait_for_log("reload -- version")
+    deadline = time.monotonic() + 20
+    while pf.log().count("reload -- version") < reloads + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pf.log().count("reload -- version") == reloads + 1
 
     # A map set absent: its parameter leaves main.cf, its files go.
     gone = json.loads(json.dumps(inv))
