@@ -71,7 +71,7 @@ options:
     description:
       - Treat the table as secret. Implied by O(secret_entries); set it for O(state=absent)
         calls on a secret table (or O(exclusive=true) with O(secret_entries)). Values in
-        O(entries) are refused with it, since O(entries) is logged: use O(secret_entries).
+        O(entries) are refused with it, since O(entries) is logged; use O(secret_entries).
       - The source and the index are created with mode 0600, and an existing source or index
         whose mode lets its group or others in is tightened to 0600 (when running as root, a
         file owned by another user is also given to root, its group kept); that counts as a

@@ -218,7 +218,7 @@ def test_edits_keep_first_match_semantics(workdir, type_name, data):
     rules, text = data.draw(pattern_file(type_name))
     raw = text.encode()
     doc = _tablefile.parse(raw, "src", type_name=type_name)
-    model = [(k, v) for k, v in ((k.decode(), v.decode()) for k, v in doc.records()[0])]
+    model = [(k.decode(), v.decode()) for k, v in doc.records()[0]]
     edits = data.draw(st.lists(st.tuples(st.sampled_from(["set", "remove"]), st.integers(0, 9),
                                          st.sampled_from(["new", "other value"])), max_size=6))
     for op, n, value in edits:
