@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 
 from module_runner import run_module
+from postfix_instance import free_port
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
 
@@ -312,3 +314,27 @@ def test_tables_referenced_by_master_cf_overrides(tmp_path):
     (t / "sub").write_text("a@b.example OK\nnew@b.example OK\n")
     os.utime(str(t / "sub.db"), (old, old))
     assert subprocess.run(["postmap", "-q", "new@b.example", "hash:%s/sub" % t], check=False).returncode == 1
+
+
+def test_combined_option_words_are_what_the_daemon_reads(postfix_instance):
+    """``-vo name=value`` and ``-oname=value`` are read by smtpd's getopt() as -o overrides;
+    postfix_info says so (postconf 3.7 -P mis-splits ``-osmtpd_proxy_timeout=...`` at its
+    second 'o')."""
+    pf = postfix_instance
+    other = free_port()
+    master = pf.config_dir / "master.cf"
+    first, rest = master.read_text().split("\n", 1)
+    master.write_text(first + " -vo { smtpd_banner = $myhostname bannerTWO }\n"
+                      "127.0.0.1:%d inet n - n - - smtpd -osmtpd_proxy_timeout=bogus\n" % other + rest)
+    info = run_module("postfix_info", {"config_dir": str(pf.config_dir)})
+    by = {s["name"]: s for s in info["services"]}
+    assert by["127.0.0.1:%d" % pf.port]["options"] == {"smtpd_banner": "$myhostname bannerTWO"}
+    assert by["127.0.0.1:%d" % pf.port]["args"] == ["-v"]
+    assert by["127.0.0.1:%d" % other]["options"] == {"smtpd_proxy_timeout": "bogus"}
+    assert "smtpd_proxy_timeout" not in _postconf(pf.config_dir, "-P")
+    pf.start()
+    with socket.create_connection(("127.0.0.1", pf.port), timeout=10) as s:
+        assert s.recv(512).startswith(b"220 %s bannerTWO" % pf.myhostname.encode())
+    # The connection makes master start that smtpd, which exits before it answers.
+    with socket.create_connection(("127.0.0.1", other), timeout=10):
+        pf.wait_for_log("fatal: parameter smtpd_proxy_timeout: bad time value or unit: bogus")
