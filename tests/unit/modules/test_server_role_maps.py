@@ -270,12 +270,12 @@ def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice
     assert rc == 0 and changed == 0, tasks
 
 
-def test_module_output_shows_secret_map_keys_only_in_check_mode(postfix_instance):
-    """The secret map's preview (check mode, --diff, -v) never shows the password."""
+def test_secret_map_keys_only_in_check_mode_and_on_a_host_without_virtual_aliases(postfix_instance):
+    """The secret map's preview (check mode, --diff, -v) never shows the password; then applied on
+    a host that declares no virtual alias (the role makes an empty virtual map for main.cf)."""
     pf = postfix_instance
     conf = pf.config_dir
     inv = {"postfix_server_install": False, "postfix_server_table_type": "hash",
-           "postfix_server_virtual_alias_domains": [{"domain": "alias.test", "aliases": {"info": ["a@b.test"]}}],
            "postfix_server_maps": {"sasl_passwd": {"parameter": "smtp_sasl_password_maps",
                                                    "entries": {"[relay.test]:587": "u:" + PASSWORD}}}}
     (conf / "aliases").write_text("postmaster: root\n")
@@ -283,3 +283,12 @@ def test_module_output_shows_secret_map_keys_only_in_check_mode(postfix_instance
     assert rc == 0, out
     assert "[relay.test]:587" in out and PASSWORD not in out
     assert not (conf / "sasl_passwd").exists()
+
+    rc, out, changed, tasks, _ = run_role(pf, inv, "--diff", "-v")
+    assert rc == 0, out
+    assert PASSWORD not in out
+    assert (conf / "virtual").read_text() == "" and (conf / "virtual.db").exists()
+    assert stat.S_IMODE(os.stat(conf / "sasl_passwd").st_mode) == 0o600
+    assert query(pf, "hash:%s/sasl_passwd" % conf, "[relay.test]:587") == "u:" + PASSWORD
+    rc, out, changed, tasks, _ = run_role(pf, inv)
+    assert rc == 0 and changed == 0, tasks
