@@ -859,6 +859,14 @@ def _map_problems(inventory, main_cf_vars, out):
             out.append('%s.parameter: %s is also set in %s; set it in one place (the role writes %s = %s)'
                        % (m['where'], m['parameter'], main_cf_params[m['parameter']], m['parameter'],
                           server_map_params(maps)[m['parameter']] or '(removed)'))
+        if m['state'] == 'absent':
+            # Its files are deleted: main.cf must not name them any more (restrictions, say).
+            for var, params in main_cf_vars:
+                for param, value in params.items():
+                    text = ' '.join(map(str, value)) if isinstance(value, list) else str(value)
+                    if re.search(r'(^|[\s,:])%s($|[\s,])' % re.escape(m['path']), text):
+                        out.append('%s.state: absent deletes %s, but %s.%s still names it; remove it there too'
+                                   % (m['where'], m['path'], var, param))
         if m['secret'] is True and m['mode'] and MODE_RE.match(m['mode']) and int(m['mode'], 8) & 0o077:
             out.append('%s.mode: %s lets others than the owner read a secret map; secret maps are 0600'
                        % (m['where'], m['mode']))

@@ -246,6 +246,16 @@ def test_a_secret_map_readable_by_others():
         "postfix_server_maps.sasl.mode: 0640 lets others than the owner read a secret map; secret maps are 0600"]
 
 
+def test_an_absent_map_main_cf_still_names():
+    assert problems(config_dir="/etc/postfix",
+                    main_cf={"smtpd_recipient_restrictions": ["permit_mynetworks",
+                                                              "check_recipient_access hash:/etc/postfix/access"],
+                             "smtpd_sender_restrictions": "check_sender_access hash:/etc/postfix/access2"},
+                    maps={"access": {"state": "absent"}, "acc": {"state": "absent"}}) == [
+        "postfix_server_maps.access.state: absent deletes /etc/postfix/access, but"
+        " postfix_server_main_cf.smtpd_recipient_restrictions still names it; remove it there too"]
+
+
 def test_type_the_host_lacks():
     maps = server_maps({"p": {"type": "pcre"}, "c": {"type": "cidr"}, "gone": {"type": "pcre", "state": "absent"}},
                        {"l": {"type": "lmdb"}})
