@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests use: real Postfix (the oracle), its cdb and lmdb
-# map plugins, libdb tools (db_verify/db_dump), the lmdb binding, and podman/debootstrap
+# map plugins (pcre too), libdb tools (db_verify/db_dump), the lmdb binding, and podman/debootstrap
 # for Molecule. Idempotent; does nothing when everything is present.
 set -euo pipefail
-pkgs=(python3-venv postfix postfix-lmdb postfix-cdb db-util python3-lmdb podman runc debootstrap
+pkgs=(python3-venv postfix postfix-lmdb postfix-cdb postfix-pcre db-util python3-lmdb podman runc debootstrap
       iproute2 uidmap fuse-overlayfs slirp4netns rsync make catatonit)
 missing=()
 for p in "${pkgs[@]}"; do
