@@ -1,0 +1,268 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: route
+short_description: Where does mail to an address go in Postfix
+version_added: "0.1.0"
+author: mailops.postfix maintainers (@mailops)
+description:
+  - Follows each address the way Postfix does and returns its final recipients, each with its
+    address class, transport, next hop, the chain of table lookups and alias expansions that led
+    there, and Postfix's rejection text when it would not be delivered.
+  - Changes nothing and never delivers a message.
+  - >-
+    O(mode=static) computes the route in Python from main.cf and the tables on the host, with no
+    running Postfix needed (so also on a staged configuration directory and in check mode).
+    cleanup(8) canonicalises the address (C(@$myorigin) for a bare name), applies
+    C(recipient_canonical_maps) then C(canonical_maps) (canonical(5)) and expands
+    C(virtual_alias_maps) recursively (virtual(5)); trivial-rewrite(8) gives each result its
+    class (C(mydestination) and the C(inet_interfaces)/C(proxy_interfaces) literals are local,
+    then C(virtual_alias_domains), C(virtual_mailbox_domains), C(relay_domains), else default),
+    its transport and next hop (C(transport_maps), transport(5), before the class default);
+    local(8) expands C(alias_maps) (aliases(5)) and knows its system users; virtual(8) checks
+    C(virtual_mailbox_maps).
+  - >-
+    Lookups try C(user+ext@domain), C(user@domain), then C(user+ext) and C(user) when the domain
+    is C($myorigin) or local, then C(@domain); C(recipient_delimiter) and
+    C(propagate_unmatched_extensions) apply as in Postfix; an address that lists itself keeps
+    itself and stops; C(virtual_alias_recursion_limit) and C(virtual_alias_expansion_limit)
+    stop the message, as Postfix does (RV(routes.error)).
+  - >-
+    C(hash), C(cdb) and C(lmdb) tables are read by this collection's readers. Every other type
+    (C(regexp), C(pcre), C(cidr), C(texthash), C(inline), C(static), and network tables such as
+    C(pgsql), C(mysql), C(ldap)) is looked up with the host's C(postmap -q KEY TYPE:NAME) (with
+    C(-c) O(config_dir)); those tables are listed in RV(routes.lookups_via_postmap).
+  - >-
+    O(mode=live) asks the running Postfix: one C(sendmail -bv -f double-bounce ADDRESS) per
+    address (Postfix's address verification mode). Postfix runs the message through cleanup,
+    the queue manager and the delivery agents, which report what they would do instead of
+    delivering. Local and virtual delivery agents only look at their tables and users; an
+    C(smtp) or C(lmtp) transport connects to the next hop and asks it about the recipient
+    (MAIL FROM and RCPT TO, no message), which is the only contact with another host. The report
+    Postfix would mail to the sender goes to C(double-bounce), whose mail Postfix discards.
+  - >-
+    Live verdicts are read from the mail log (C(maillog_file), else C(/var/log/mail.log) or
+    C(/var/log/maillog)): the probe's queue id from pickup's C(uid=.. from=<double-bounce>) line
+    that follows the submission, then the delivery agents' C(to=<..>, orig_to=<..>, relay=..,
+    status=deliverable|undeliverable (text)) lines until the queue manager's C(removed), or
+    cleanup's C(message not accepted) warning. Addresses are asked one after the other; the
+    whole call waits at most O(timeout) seconds. A probe that cleanup refuses (a virtual alias
+    loop) is removed from the maildrop queue, or pickup would retry it for ever.
+options:
+  addresses:
+    description:
+      - The addresses to follow, as given to C(sendmail) (C(user) or C(user@domain)).
+    type: list
+    elements: str
+    required: true
+  mode:
+    description:
+      - V(static) computes the route from the configuration files; V(live) asks the running
+        Postfix (see the description).
+    type: str
+    choices: [static, live]
+    default: static
+  timeout:
+    description:
+      - O(mode=live) only. At most this many seconds for the whole call; addresses not answered
+        by then get an RV(routes.error).
+    type: float
+    default: 30
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; both modes run in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed.
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later; O(mode=live) needs a running Postfix and its mail log.
+notes:
+  - >-
+    Static mode stops where C(sendmail -bv) stops. An address that local(8) forwards (an alias
+    target in another domain) is a recipient with RV(routes.recipients.forwarded=true) and the
+    local transport; ask for that address to follow it further.
+  - >-
+    Rejections are the texts of the agents that decide them, as C(sendmail -bv) reports them:
+    C(User unknown in virtual alias table) (trivial-rewrite), C(unknown user: "name") (local(8),
+    virtual(8)), an C(error:) transport's text, C(alias database loop for NAME). The SMTP
+    server's own RCPT checks (C(local_recipient_maps), C(relay_recipient_maps), access maps)
+    are not part of the route.
+  - >-
+    Not modelled in static mode: C(.forward) files, C(luser_relay), sender-dependent
+    transports and relay hosts, masquerading, and what a remote SMTP server answers.
+    Parent-domain matching of C(relay_domains) is not widened to subdomains.
+seealso:
+  - module: mailops.postfix.postmap
+  - name: virtual(5)
+    description: Virtual alias table lookup order, extensions and recursion.
+    link: https://www.postfix.org/virtual.5.html
+  - name: transport(5)
+    description: Transport table lookup order.
+    link: https://www.postfix.org/transport.5.html
+  - name: ADDRESS_VERIFICATION_README
+    description: What C(sendmail -bv) does.
+    link: https://www.postfix.org/ADDRESS_VERIFICATION_README.html
+"""
+
+EXAMPLES = r"""
+- name: Where does mail to support@ go
+  mailops.postfix.route:
+    addresses:
+      - support@example.tld
+      - root
+  register: where
+
+- name: Fail when an alias target would be rejected
+  ansible.builtin.assert:
+    that: >-
+      where.routes['support@example.tld'].recipients
+      | selectattr('rejected') | list | length == 0
+
+- name: Ask the running Postfix (sendmail -bv), at most 20 seconds
+  mailops.postfix.route:
+    addresses: [support@example.tld]
+    mode: live
+    timeout: 20
+
+- name: Routes of a staged configuration before it goes live
+  mailops.postfix.route:
+    config_dir: /etc/postfix.staged
+    addresses: "{{ postfix_aliases | map(attribute='address') | list }}"
+  check_mode: true
+"""
+
+RETURN = r"""
+routes:
+  description: For each address asked (the key), where Postfix takes it.
+  returned: always
+  type: dict
+  contains:
+    address:
+      description: The address as Postfix writes it (C(@$myorigin) appended to a bare name); null in live mode.
+      type: str
+      sample: root@mail.example.tld
+    recipients:
+      description: The final recipients; one address can have delivered and rejected recipients at once.
+      type: list
+      elements: dict
+      contains:
+        address:
+          description: The recipient address.
+          type: str
+          sample: alice@example.net
+        class:
+          description: >-
+            The address class, one of V(local), V(virtual_alias), V(virtual_mailbox), V(relay),
+            V(default); null in live mode (the log does not say).
+          type: str
+          sample: virtual_mailbox
+        transport:
+          description: >-
+            The master.cf transport (static); the delivery agent that logged the verdict (live).
+          type: str
+          sample: virtual
+        nexthop:
+          description: >-
+            The next hop (static); in live mode the C(relay=) host of an smtp/lmtp verdict, else null.
+          type: str
+          sample: example.net
+        via:
+          description: >-
+            Static mode, the chain that led here, in order: C({rewrite, key, result}) for the
+            canonical form, C({table, key, result, parameter}) for each table match,
+            C({aliases, key, result}) for each alias expansion by local(8). Live mode,
+            C({orig_to}) when Postfix logged the original recipient.
+          type: list
+          elements: dict
+        rejected:
+          description: Postfix's reason when this recipient would not be delivered, else null.
+          type: str
+          sample: User unknown in virtual alias table
+        forwarded:
+          description: local(8) forwards this address in a new message (not followed further).
+          type: bool
+    loops:
+      description: Alias loops found (virtual alias chains that come back, local alias loops).
+      type: list
+      elements: str
+    limits:
+      description: Limits hit (virtual_alias_recursion_limit, virtual_alias_expansion_limit, ...).
+      type: list
+      elements: str
+    error:
+      description: >-
+        Why the address has no route (not an address, a table that cannot be read, a limit that
+        makes Postfix refuse the message, no verdict in time), else null.
+      type: str
+    lookups_via_postmap:
+      description: The tables this address was looked up in with the host's C(postmap -q) (static mode).
+      type: list
+      elements: str
+  sample:
+    support@example.tld:
+      address: support@example.tld
+      recipients:
+        - address: alice@example.net
+          class: virtual_mailbox
+          transport: virtual
+          nexthop: example.net
+          via:
+            - table: hash:/etc/postfix/virtual
+              key: support@example.tld
+              result: alice@example.net
+              parameter: virtual_alias_maps
+          rejected: null
+          forwarded: false
+      loops: []
+      limits: []
+      error: null
+      lookups_via_postmap: []
+domain_lists_not_checked:
+  description: Static mode, class domain lists (tables or files) that could not be read; a domain in them is not recognised.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mailops.postfix.plugins.module_utils import _route
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            addresses=dict(type="list", elements="str", required=True),
+            config_dir=dict(type="path", default="/etc/postfix"),
+            mode=dict(type="str", choices=["static", "live"], default="static"),
+            timeout=dict(type="float", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    unchecked = []
+    try:
+        if params["mode"] == "live":
+            routes = _route.live_routes(params["config_dir"], params["addresses"], timeout=params["timeout"])
+        else:
+            routes, router = _route.static_routes(params["config_dir"], params["addresses"])
+            unchecked = router.unchecked
+    except PostfixError as e:
+        module.fail_json(msg=str(e), changed=False)
+    module.exit_json(changed=False, routes=routes, domain_lists_not_checked=unchecked)
+
+
+if __name__ == "__main__":
+    main()
