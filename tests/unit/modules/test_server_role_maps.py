@@ -258,6 +258,16 @@ def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice
         time.sleep(0.2)
     assert pf.log().count("reload -- version") == reloads + 1
 
+    # A pattern of the right form that the host's regexp library refuses: the host's postmap reads
+    # the new source before it replaces the old one, the play fails, the live table stays.
+    live = (conf / "header_checks").read_bytes()
+    broken = json.loads(json.dumps(inv))
+    broken["postfix_server_maps"]["header_checks"]["entries"]["/^Subject: (unclosed/"] = "REJECT"
+    rc, out, changed, tasks, _took = run_role(pf, broken)
+    assert rc != 0 and "header_checks" in out, out
+    assert (conf / "header_checks").read_bytes() == live
+    assert "Reload Postfix" not in tasks
+
     # A map set absent: its parameter leaves main.cf, its files go.
     gone = json.loads(json.dumps(inv))
     gone["postfix_server_maps"]["canonical"]["state"] = "absent"
