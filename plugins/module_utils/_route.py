@@ -110,7 +110,7 @@ class _Tables(object):
         self.default_type = default_type or "hash"
         self.smtputf8 = smtputf8
         self.hostname = hostname
-        self.via_postmap = []
+        self.used = []          # the tables asked through postmap -q (for one address)
         self._cache = {}
         self._tables = {}
         self._postmap = None
@@ -141,18 +141,29 @@ class _Tables(object):
         return None
 
     def lookup(self, ref, key):
+        if not self.indexed(ref) and ref not in self.used:
+            self.used.append(ref)
         cache_key = (ref, key)
         if cache_key not in self._cache:
             self._cache[cache_key] = self._lookup(ref, key)
         return self._cache[cache_key]
 
-    def _lookup(self, ref, key):
+    @staticmethod
+    def _unproxied(ref):
         inner = ref
         while inner.lower().startswith("proxy:"):
             inner = inner[len("proxy:"):]
         typ, _sep, name = inner.partition(":")
-        typ = typ.lower()
-        if typ in _db.INDEXED_TYPES and name.startswith("/"):
+        return inner, typ.lower(), name
+
+    def indexed(self, ref):
+        """Read by this collection's readers (hash, cdb, lmdb files), not by postmap -q."""
+        _inner, typ, name = self._unproxied(ref)
+        return typ in _db.INDEXED_TYPES and name.startswith("/")
+
+    def _lookup(self, ref, key):
+        inner, typ, name = self._unproxied(ref)
+        if self.indexed(ref):
             table = self._tables.get(inner)
             try:
                 if table is None:
@@ -169,8 +180,6 @@ class _Tables(object):
         if not self._postmap:
             raise RouteError("%s: postmap not found: a %s table is looked up by the host's postmap -q"
                              % (ref, self.kind(ref)))
-        if ref not in self.via_postmap:
-            self.via_postmap.append(ref)
         argv = [self._postmap, "-c", self.config_dir, "-q", key, ref]
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
@@ -348,7 +357,7 @@ class Router(object):
     def route(self, address):
         """The route of one address: dict(address, recipients, loops, limits, error)."""
         out = dict(address=None, recipients=[], loops=[], limits=[], error=None, lookups_via_postmap=[])
-        before = len(self.tables.via_postmap)
+        self.tables.used = []
         try:
             if not isinstance(address, str) or not _ADDRESS_RE.match(address.strip()):
                 raise RouteError("not an address: %r (want user or user@domain, without blanks, brackets, "
@@ -357,7 +366,7 @@ class Router(object):
         except RouteError as e:
             out["error"] = str(e)
             out["recipients"] = []
-        out["lookups_via_postmap"] = self.tables.via_postmap[before:] if before else list(self.tables.via_postmap)
+        out["lookups_via_postmap"] = list(self.tables.used)
         return out
 
     def _route(self, asked, out):

@@ -3,7 +3,8 @@ instance), on random configurations written with this collection's modules.
 
 Every configuration has: virtual alias chains 1-5 deep, one-to-many fan-out, a catch-all,
 address extensions with and without propagate_unmatched_extensions, self-references, a
-virtual alias loop, local aliases (with a self-reference and a loop), transport maps
+virtual alias loop, a regexp virtual alias table (looked up through postmap -q), recipient
+canonical maps, hash, cdb or lmdb tables, local aliases (with a self-reference and a loop), transport maps
 (discard:/error: next hops, parent domains), unknown users in each class. Nothing is delivered
 (verify mode, reports to double-bounce) and no next hop leaves the host (discard, error,
 local, virtual)."""
@@ -66,13 +67,22 @@ def _config(rng, n):
         "err.test": "error:5.1.2 gone %d" % n,
         "special@mbox.test": "discard:special-%d" % n,
     }
+    canonical = {
+        "old%d@va.test" % n: "ext+old@va.test",
+        "@oldcat.test": "@cat.test",
+    }
+    asked += ["old%d@va.test" % n, "exact@oldcat.test", "re-%d@va.test" % n]
+    table_type = rng.choice(["hash", "cdb", "lmdb"])
     params = {
+        "virtual_alias_maps": "%s:{virtual} regexp:{virtual}.re" % table_type,
+        "recipient_canonical_maps": "%s:{canonical}" % table_type,
         "virtual_alias_domains": "va.test, cat.test",
         "relay_domains": "tr.test, sub.tr.test, a.sub.tr.test, err.test",
         "recipient_delimiter": "+",
         "propagate_unmatched_extensions": rng.choice(["canonical, virtual", "canonical", ""]),
     }
-    return virtual, aliases, transport, params, asked
+    regexp = {"/^re-([0-9]+)@va\\.test$/": rng.choice(mbox)}
+    return virtual, aliases, transport, canonical, regexp, params, asked
 
 
 def _key(router, rcpt, live):
@@ -90,18 +100,22 @@ def test_static_routes_match_sendmail_bv(postfix_instance):
     pf = postfix_instance
     conf = str(pf.config_dir)
     pf.add_mailboxes("u0", "u1", "u2", "u3")
-    virtual, aliases, transport = (os.path.join(conf, n) for n in ("virtual", "aliases", "transport"))
-    pf.write_main(virtual_alias_maps="hash:%s" % virtual, alias_maps="hash:%s" % aliases,
+    virtual, aliases, transport, canonical = (os.path.join(conf, n) for n in ("virtual", "aliases", "transport",
+                                                                             "canonical"))
+    pf.write_main(alias_maps="hash:%s" % aliases,
                   alias_database="hash:%s" % aliases, transport_maps="hash:%s" % transport)
     rng = random.Random(SEED)
     compared = addresses = 0
     started = time.monotonic()
     for n in range(CONFIGS):
-        v_entries, a_entries, t_entries, params, asked = _config(rng, n)
+        v_entries, a_entries, t_entries, c_entries, r_entries, params, asked = _config(rng, n)
+        params = dict((k, v.format(virtual=virtual, canonical=canonical)) for k, v in params.items())
+        run_module("postconf", dict(config_dir=conf, params=params))
         run_module("lookup_table", dict(path=virtual, config_dir=conf, entries=v_entries, exclusive=True))
+        run_module("lookup_table", dict(path=canonical, config_dir=conf, entries=c_entries, exclusive=True))
+        run_module("lookup_table", dict(path=virtual + ".re", config_dir=conf, entries=r_entries, exclusive=True))
         run_module("lookup_table", dict(path=transport, config_dir=conf, entries=t_entries, exclusive=True))
         run_module("aliases", dict(path=aliases, config_dir=conf, entries=a_entries, exclusive=True))
-        run_module("postconf", dict(config_dir=conf, params=params))
         old = time.time() - 60
         os.utime(pf.main_cf, (old, old))
         if n == 0:
@@ -122,6 +136,8 @@ def test_static_routes_match_sendmail_bv(postfix_instance):
             else:
                 assert lv["error"] is None and s["error"] is None, context
                 assert lv["recipients"], context
+                if address.startswith("re-"):
+                    assert s["lookups_via_postmap"] == ["regexp:%s.re" % virtual], context
                 # Sets: local(8) logs one line per delivery request, so a mailbox reached by two
                 # branches of one expansion appears twice in the log; static lists it once.
                 assert ({_key(router, r, False) for r in s["recipients"]}
