@@ -426,10 +426,11 @@ class Router(object):
                 if argv[arg].lower() in fixed:
                     break
                 if count >= self.recursion_limit:
-                    out["limits"].append("virtual_alias_recursion_limit (%d) reached for %s"
-                                         % (self.recursion_limit, argv[arg]))
+                    out["limits"].append("virtual_alias_recursion_limit (%d) reached for %s (expanding %s)"
+                                         % (self.recursion_limit, argv[arg], address))
+                    # cleanup_map1n.c names the address it was asked to expand.
                     raise RouteError("unreasonable virtual_alias_maps map nesting for %s -- message not accepted, "
-                                     "try again later" % argv[arg])
+                                     "try again later" % address)
                 found = self.addr_map("virtual_alias_maps", argv[arg], "virtual")
                 if found is None:
                     break
