@@ -147,6 +147,13 @@ def test_bad_input(postfix_instance, tmp_path):
     err = res["routes"]["x@va.test"]["error"]
     assert err.startswith("hash:%s: table lookup problem: " % (pf.config_dir / "missing")), err
     assert "index does not exist" in err
+    # An index that is not one: the lookup problem for each address that needs it.
+    (pf.config_dir / "transport.cdb").write_bytes(b"garbage")
+    pf.write_main(virtual_alias_maps="", transport_maps="cdb:%s" % (pf.config_dir / "transport"))
+    res = run_module("route", dict(config_dir=conf, addresses=["x@else.test"]))
+    assert res["routes"]["x@else.test"]["error"] == (
+        "cdb:%s: table lookup problem: %s.cdb: not a cdb file (7 bytes, shorter than the 2048-byte header)"
+        % ((pf.config_dir / "transport",) * 2))
     # No main.cf: one message for the call.
     res = run_module("route", dict(config_dir=str(tmp_path), addresses=["x"]), fail_ok=True)
     assert res["failed"] and res["msg"] == "%s/main.cf: no such file (config_dir must hold Postfix's main.cf)" % tmp_path

@@ -4,7 +4,7 @@ instance), on random configurations written with this collection's modules.
 Every configuration has: virtual alias chains 1-5 deep, one-to-many fan-out, a catch-all,
 address extensions with and without propagate_unmatched_extensions, self-references, a
 virtual alias loop, a regexp virtual alias table (looked up through postmap -q), recipient
-canonical maps, hash, cdb or lmdb tables, local aliases (with a self-reference and a loop), transport maps
+canonical maps, relocated maps, hash, cdb or lmdb tables, local aliases (with a self-reference and a loop), transport maps
 (discard:/error: next hops, parent domains), unknown users in each class. Nothing is delivered
 (verify mode, reports to double-bounce) and no next hop leaves the host (discard, error,
 local, virtual)."""
@@ -40,9 +40,12 @@ def _config(rng, n):
     virtual["self%d@va.test" % n] = ["self%d@va.test" % n, rng.choice(mbox)]
     asked.append("self%d@va.test" % n)
     # A loop: cleanup refuses the message at virtual_alias_recursion_limit.
-    virtual["loopa@va.test"] = "loopb@va.test"
-    virtual["loopb@va.test"] = "loopa@va.test"
-    asked.append("loopa@va.test")
+    cycle = ["loop%d@va.test" % i for i in range(rng.randint(2, 3))]
+    for a, b in zip(cycle, cycle[1:] + cycle[:1]):
+        virtual[a] = b
+    # The loop reached from a fan-out slot refuses the whole message too.
+    virtual["fan%d@va.test" % n] = [rng.choice(mbox), cycle[-1]]
+    asked += [cycle[0], "fan%d@va.test" % n]
     # Catch-all next to an exact entry; extensions on both.
     virtual["@cat.test"] = rng.choice(mbox)
     virtual["exact@cat.test"] = rng.sample(mbox, 2)
@@ -52,7 +55,8 @@ def _config(rng, n):
     asked += ["ext+foo@va.test", "c%d_0_0+bar@va.test" % n]
     asked += ["unknown@va.test", "nosuch@%s" % "mx.test.example", "u1+x@mbox.test", "nosuch%d@mbox.test" % n,
               "special@mbox.test", "v@tr.test", "deep@a.sub.tr.test", "q@err.test", "root", "la0", "LA1",
-              "nobody+q", "u0@MBOX.test", "w@other.example"]
+              "nobody+q", "u0@MBOX.test", "w@other.example",
+              "la1+t", "moved@mbox.test"]
     aliases = {
         "root": ["root", rng.choice(mbox)],
         "la0": rng.sample(mbox, rng.randint(1, 2)) + ["la1"],
@@ -79,10 +83,13 @@ def _config(rng, n):
         "virtual_alias_domains": "va.test, cat.test",
         "relay_domains": "tr.test, sub.tr.test, a.sub.tr.test, err.test",
         "recipient_delimiter": "+",
-        "propagate_unmatched_extensions": rng.choice(["canonical, virtual", "canonical", ""]),
+        "propagate_unmatched_extensions": rng.choice(["canonical, virtual", "canonical", "",
+                                                     "canonical, virtual, alias"]),
+        "relocated_maps": "%s:{relocated}" % table_type,
     }
     regexp = {"/^re-([0-9]+)@va\\.test$/": rng.choice(mbox)}
-    return virtual, aliases, transport, canonical, regexp, params, asked
+    relocated = {"moved@mbox.test": "new-%d@example.org" % n}
+    return virtual, aliases, transport, canonical, regexp, relocated, params, asked
 
 
 def _key(router, rcpt, live):
@@ -100,20 +107,22 @@ def test_static_routes_match_sendmail_bv(postfix_instance):
     pf = postfix_instance
     conf = str(pf.config_dir)
     pf.add_mailboxes("u0", "u1", "u2", "u3")
-    virtual, aliases, transport, canonical = (os.path.join(conf, n) for n in ("virtual", "aliases", "transport",
-                                                                             "canonical"))
+    virtual, aliases, transport, canonical, relocated = (
+        os.path.join(conf, n) for n in ("virtual", "aliases", "transport", "canonical", "relocated"))
     pf.write_main(alias_maps="hash:%s" % aliases,
                   alias_database="hash:%s" % aliases, transport_maps="hash:%s" % transport)
     rng = random.Random(SEED)
     compared = addresses = 0
     started = time.monotonic()
     for n in range(CONFIGS):
-        v_entries, a_entries, t_entries, c_entries, r_entries, params, asked = _config(rng, n)
-        params = dict((k, v.format(virtual=virtual, canonical=canonical)) for k, v in params.items())
+        v_entries, a_entries, t_entries, c_entries, r_entries, m_entries, params, asked = _config(rng, n)
+        params = dict((k, v.format(virtual=virtual, canonical=canonical, relocated=relocated))
+                      for k, v in params.items())
         run_module("postconf", dict(config_dir=conf, params=params))
         run_module("lookup_table", dict(path=virtual, config_dir=conf, entries=v_entries, exclusive=True))
         run_module("lookup_table", dict(path=canonical, config_dir=conf, entries=c_entries, exclusive=True))
         run_module("lookup_table", dict(path=virtual + ".re", config_dir=conf, entries=r_entries, exclusive=True))
+        run_module("lookup_table", dict(path=relocated, config_dir=conf, entries=m_entries, exclusive=True))
         run_module("lookup_table", dict(path=transport, config_dir=conf, entries=t_entries, exclusive=True))
         run_module("aliases", dict(path=aliases, config_dir=conf, entries=a_entries, exclusive=True))
         old = time.time() - 60
