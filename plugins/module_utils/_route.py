@@ -624,9 +624,16 @@ class Router(object):
             return []
         state["dups"].add(dup)
         try:
-            pwd.getpwnam(user)
+            entry = pwd.getpwnam(user)
         except KeyError:
+            if self.config.value("luser_relay"):
+                note = "luser_relay is set: local(8) sends mail for unknown users there (not followed here)"
+                if note not in out["limits"]:
+                    out["limits"].append(note)
             return [self._recipient(address.lower(), cls, channel, nexthop, via, 'unknown user: "%s"' % user)]
+        forward = os.path.join(entry.pw_dir or "/", ".forward")
+        if self.config.value("forward_path") and os.path.exists(forward):
+            out["limits"].append("%s exists: local(8) may forward %s there (not followed here)" % (forward, user))
         return [self._recipient(address.lower(), cls, channel, nexthop, via, None)]
 
 

@@ -99,9 +99,15 @@ notes:
     server's own RCPT checks (C(local_recipient_maps), C(relay_recipient_maps), access maps)
     are not part of the route.
   - >-
-    Not modelled in static mode: C(.forward) files, C(luser_relay), sender-dependent
-    transports and relay hosts, masquerading, and what a remote SMTP server answers.
-    Parent-domain matching of C(relay_domains) is not widened to subdomains.
+    Not modelled in static mode: C(.forward) files and C(luser_relay) (named in
+    RV(routes.limits) when they apply), sender-dependent transports and relay hosts,
+    masquerading, and what a remote SMTP server answers. Parent-domain matching of
+    C(relay_domains) is not widened to subdomains, and C(inet_interfaces=all) stands for the
+    loopback addresses only.
+  - >-
+    Live mode finds its probe by the pickup log line that follows the submission (same user id,
+    sender C(double-bounce)); another C(sendmail -bv -f double-bounce) by the same user at the
+    same moment could be taken for it.
 seealso:
   - module: mailops.postfix.postmap
   - name: virtual(5)
@@ -197,7 +203,9 @@ routes:
       type: list
       elements: str
     limits:
-      description: Limits hit (virtual_alias_recursion_limit, virtual_alias_expansion_limit, ...).
+      description: >-
+        Limits hit (virtual_alias_recursion_limit, virtual_alias_expansion_limit, ...) and what
+        static mode did not follow (a C(.forward) file, C(luser_relay)).
       type: list
       elements: str
     error:
