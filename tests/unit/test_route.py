@@ -183,3 +183,19 @@ def test_canonical_form(postfix_instance, address, expected):
     router = _route.Router(str(postfix_instance.config_dir))
     assert router.canonicalize(address) == expected
     assert router.address_class("[127.0.0.1]") == "local"      # inet_interfaces literal
+
+
+def test_myorigin_bare_names_and_user_form(postfix_instance):
+    """A bare name gets @$myorigin; virtual(5) "user" keys match user@$myorigin even when
+    $myorigin is not a local domain; append_dot_mydomain adds .$mydomain to a dotless host."""
+    pf = postfix_instance
+    pf.add_mailboxes("alice")
+    virtual = _write(pf, "virtual", "info alice@mbox.test\n")
+    pf.write_main(myorigin="origin.test", mydomain="test.example", append_dot_mydomain="yes",
+                  virtual_alias_maps="hash:%s" % virtual)
+    routes = _static_equals_live(pf, ["info", "info@origin.test", "bob", "carol@mbox"])
+    assert routes["info"]["address"] == "info@origin.test"
+    assert _finals(routes["info"]) == [("alice@mbox.test", None)]
+    assert _finals(routes["bob"]) == [("bob@origin.test", "outside mail disabled in tests")]
+    assert routes["bob"]["recipients"][0]["class"] == "default"
+    assert routes["carol@mbox"]["address"] == "carol@mbox.test.example"
