@@ -28,7 +28,8 @@ def problems(**inventory):
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems",
-        "server_mailbox_domains", "server_mailbox_entries", "server_mailbox_virtual_entries"}
+        "server_mailbox_domains", "server_mailbox_entries", "server_mailbox_virtual_entries",
+        "server_maps", "server_map_params", "server_map_type_problems", "server_master_services"}
 
 
 # Layering
