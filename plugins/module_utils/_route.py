@@ -40,6 +40,16 @@ other type (regexp, pcre, cidr, texthash, inline, static, ldap, pgsql, ...) thro
 ``postmap -q KEY TYPE:NAME`` with ``-c config_dir``; such tables are named in
 ``lookups_via_postmap``.
 
+Staged configuration (``staged``): the route as it will be once a change is written, without
+writing it. ``staged["params"]`` are main.cf parameters laid over the file (None: removed, so
+the default applies, as ``postconf -X``); ``staged["tables"]`` maps ``TYPE:PATH`` or ``PATH`` to
+the entries that table will hold: the keys are folded as postmap(1)/postalias(1) fold them
+for indexed types (DICT_FLAG_FOLD_FIX: lowercase, casefold for UTF-8 with SMTPUTF8) and so is
+every query; a list value is written ``a, b`` as lookup_table and aliases write it. A table
+named in ``staged["merge"]`` keeps its file's entries under the staged ones (a None value
+removes a key), like a non-exclusive write. Only indexed types (hash, cdb, lmdb) can be
+staged; a ``PATH`` matches a main.cf reference of any indexed type to that source.
+
 Not modelled: smtpd(8)'s RCPT checks (local_recipient_maps' "User unknown in local recipient
 table" is an SMTP-time answer, not what local(8) or ``sendmail -bv`` say), .forward files,
 luser_relay, sender-dependent transports and relayhosts, masquerading, address
@@ -56,6 +66,8 @@ import subprocess
 import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _db, _mapbuild, _mastercf
+from ansible_collections.mailops.postfix.plugins.module_utils import _maincf, _tablefile
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import fold_key, to_bytes
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
 from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import class_domains
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
@@ -114,6 +126,64 @@ class _Tables(object):
         self._cache = {}
         self._tables = {}
         self._postmap = None
+        self.staged = []        # [(type or None, path, {folded key: value}, merge)]
+        self.alias_refs = set()  # refs of alias_maps: staged values rendered as aliases(5)
+
+    def stage(self, tables, merge=()):
+        """Tables as they will be (see the module docstring): ``{TYPE:PATH or PATH: {key: value}}``."""
+        merge = set(merge or ())
+        for spec, entries in (tables or {}).items():
+            typ, sep, path = str(spec).partition(":")
+            if not sep:
+                typ, path = None, spec
+            else:
+                typ = typ.lower()
+                if typ not in _db.INDEXED_TYPES:
+                    raise RouteError("staged table %s: only indexed tables (%s) can be staged"
+                                     % (spec, ", ".join(sorted(_db.INDEXED_TYPES))))
+            if not path.startswith("/"):
+                raise RouteError("staged table %s: give the absolute path of the table's source" % spec)
+            if entries is None:
+                entries = {}
+            if not isinstance(entries, dict):
+                raise RouteError("staged table %s: entries must be a dict of key: value" % spec)
+            folded = {}
+            for key, value in entries.items():
+                try:
+                    folded[fold_key(to_bytes(str(key), "key"), True, self.smtputf8)] = value
+                except PostfixError as e:
+                    raise RouteError("staged table %s: %s" % (spec, e))
+            self.staged.append((typ, os.path.normpath(path), folded, spec in merge))
+        unknown = merge - set(tables or {})
+        if unknown:
+            raise RouteError("staged merge names tables that are not staged: %s" % ", ".join(sorted(unknown)))
+
+    def _staged_for(self, ref):
+        _inner, typ, name = self._unproxied(ref)
+        if typ not in _db.INDEXED_TYPES or not name.startswith("/"):
+            return None
+        name = os.path.normpath(name)
+        for s_typ, path, entries, merge in self.staged:
+            if path == name and s_typ in (None, typ):
+                return entries, merge
+        return None
+
+    def _staged_lookup(self, ref, key, entries):
+        """(found, value) of a staged table: found False when the key is not there."""
+        folded = fold_key(to_bytes(key, "key"), True, self.smtputf8)
+        if folded not in entries:
+            return False, None
+        value = entries[folded]
+        if value is None:
+            return True, None
+        try:
+            if ref in self.alias_refs:
+                raw = _aliasfile.render_value(value)
+            else:
+                raw = _tablefile.render_value(value if isinstance(value, (list, tuple)) else str(value))
+        except PostfixError as e:
+            raise RouteError("staged table %s: key %s: %s" % (ref, key, e))
+        return True, raw.decode("utf-8", "surrogateescape").strip()
 
     def split(self, value):
         """The table references of a main.cf ``*_maps`` value."""
@@ -163,6 +233,14 @@ class _Tables(object):
 
     def _lookup(self, ref, key):
         inner, typ, name = self._unproxied(ref)
+        staged = self._staged_for(ref)
+        if staged is not None:
+            entries, merge = staged
+            found, value = self._staged_lookup(ref, key, entries)
+            if found or not merge:
+                return value
+            if not os.path.exists(_db.index_path(name, typ)):
+                return None     # merged over a table that has no index yet
         if self.indexed(ref):
             table = self._tables.get(inner)
             try:
@@ -200,7 +278,7 @@ class _Tables(object):
 class Router(object):
     """Static routing for one configuration directory."""
 
-    def __init__(self, config_dir, binary=None):
+    def __init__(self, config_dir, binary=None, staged=None):
         self.config_dir = config_dir
         main_cf = _postfix.main_cf_path(config_dir)
         if not os.path.isfile(main_cf):
@@ -209,6 +287,23 @@ class Router(object):
             _maincf_doc, self.config = _postfix.load(config_dir, binary=binary)
         except PostfixError as e:
             raise RouteError(str(e))
+        staged = staged or {}
+        if staged.get("params"):
+            # main.cf as it will be: the staged parameters over the file's (None: removed).
+            explicit = dict(self.config.explicit)
+            for name, value in staged["params"].items():
+                try:
+                    _maincf.check_name(name)
+                except PostfixError as e:
+                    raise RouteError("staged params: %s" % e)
+                if value is None:
+                    explicit.pop(name, None)
+                    continue
+                try:
+                    explicit[name] = _maincf.normalize_value(value, name)
+                except PostfixError as e:
+                    raise RouteError("staged params: %s" % e)
+            self.config.explicit = explicit
         cfg = self.config
         self.myhostname = cfg.value("myhostname") or _fqdn()
         self.mydomain = cfg.value("mydomain") or self.myhostname.partition(".")[2] or "localdomain"
@@ -229,6 +324,8 @@ class Router(object):
         for param in ("canonical_maps", "recipient_canonical_maps", "virtual_alias_maps", "virtual_mailbox_maps",
                       "transport_maps", "relocated_maps", "alias_maps"):
             self.maps[param] = self.tables.split(cfg.value(param))
+        self.tables.alias_refs = set(self.maps["alias_maps"])
+        self.tables.stage(staged.get("tables"), staged.get("merge"))
         pdms = [w.lower() for w in _split(cfg.value("parent_domain_matches_subdomains"))]
         self.transport_parent_style = "transport_maps" in pdms
 
@@ -656,10 +753,57 @@ def _fqdn():
     return socket.getfqdn()
 
 
-def static_routes(config_dir, addresses, binary=None):
-    """{address: route} for ``addresses`` (RouteError for the call: no main.cf)."""
-    router = Router(config_dir, binary=binary)
+def static_routes(config_dir, addresses, binary=None, staged=None):
+    """{address: route} for ``addresses`` (RouteError for the call: no main.cf, a bad
+    ``staged``)."""
+    router = Router(config_dir, binary=binary, staged=staged)
     return dict((a, router.route(a)) for a in addresses), router
+
+
+def summary(route):
+    """One line for a route, what route diffs compare: the final recipients (sorted, with
+    Postfix's rejection text, "forwarded" for what local(8) forwards), the loops, or the
+    error that stops the message."""
+    if route is None:
+        return "(no route)"
+    if route.get("error"):
+        return "error: %s" % route["error"]
+    parts = []
+    for rcpt in sorted(route["recipients"], key=lambda r: (r["address"].lower(), r["rejected"] or "")):
+        text = rcpt["address"]
+        if rcpt.get("rejected"):
+            text += " (rejected: %s)" % rcpt["rejected"]
+        elif rcpt.get("forwarded"):
+            text += " (forwarded)"
+        parts.append(text)
+    parts += ["loop %s" % loop for loop in route.get("loops") or []]
+    return ", ".join(parts) or "(no recipient)"
+
+
+def route_changes(before, after):
+    """{address: {"before": summary, "after": summary}} of the addresses whose route differs."""
+    out = {}
+    for address in after:
+        b, a = summary(before.get(address)), summary(after[address])
+        if b != a:
+            out[address] = {"before": b, "after": a}
+    return out
+
+
+def problems(routes):
+    """``address: what is wrong`` for each route with a rejected recipient, a loop or an error."""
+    out = []
+    for address in sorted(routes):
+        route = routes[address]
+        if route.get("error"):
+            out.append("%s: %s" % (address, route["error"]))
+            continue
+        for loop in route.get("loops") or []:
+            out.append("%s: alias loop %s" % (address, loop))
+        for rcpt in route["recipients"]:
+            if rcpt.get("rejected"):
+                out.append("%s: recipient %s rejected: %s" % (address, rcpt["address"], rcpt["rejected"]))
+    return out
 
 
 # -- live: sendmail -bv ------------------------------------------------------------------------

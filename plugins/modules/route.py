@@ -68,6 +68,55 @@ options:
     type: str
     choices: [static, live]
     default: static
+  staged:
+    description:
+      - >-
+        O(mode=static) only. Route as the configuration will be once a change is written,
+        without writing anything (for check mode, before a host changes): main.cf with
+        O(staged.params) laid over it and the tables of O(staged.tables) holding exactly the
+        entries given.
+      - >-
+        With O(staged), the module also routes the addresses on the configuration as it is now
+        and compares: RV(route_changes) lists each address whose route differs, the result is
+        C(changed) when one does (nothing is written), and C(--diff) shows C(address: route)
+        lines before and after. RV(routes) are the staged routes.
+    type: dict
+    suboptions:
+      params:
+        description:
+          - main.cf parameters (name -> string, list, number or boolean, as
+            M(mailops.postfix.postconf) takes them) over the file's; V(null) removes one, so
+            Postfix's default applies.
+        type: dict
+        default: {}
+      tables:
+        description:
+          - >-
+            C(TYPE:PATH) or C(PATH) of a table source -> C({key: value}), the entries the table
+            will hold (a list value is written C(a, b)). Keys, and every lookup, are folded as
+            postmap(1) and postalias(1) fold them (lower case). A C(PATH) stands for the main.cf
+            references of any indexed type to that source. Only C(hash), C(cdb) and C(lmdb)
+            tables can be staged; other tables are looked up as they are.
+          - A table that is in C(alias_maps) gets its values parsed as aliases(5) values.
+        type: dict
+        default: {}
+      merge:
+        description:
+          - >-
+            Tables of O(staged.tables) whose staged entries are laid over the entries the
+            table holds now (a non-exclusive write; a V(null) value removes a key) instead of
+            replacing them.
+        type: list
+        elements: str
+        default: []
+  fail_on_reject:
+    description:
+      - >-
+        Fail when a route (the staged one with O(staged)) has a rejected recipient, an alias
+        loop or an error (a limit that makes Postfix refuse the message, a table that cannot be
+        read). The message names each address, the recipient and Postfix's text.
+    type: bool
+    default: false
   timeout:
     description:
       - O(mode=live) only. At most this many seconds for the whole call; addresses not answered
@@ -81,8 +130,10 @@ attributes:
     support: full
     description: The module never changes anything; both modes run in check mode.
   diff_mode:
-    support: none
-    description: Nothing is changed.
+    support: full
+    description: >-
+      With O(staged), the routes that change, one C(address: recipients) line each, before and
+      after. Nothing is changed.
   platform:
     platforms: posix
     support: full
@@ -141,7 +192,22 @@ EXAMPLES = r"""
     mode: live
     timeout: 20
 
-- name: Routes of a staged configuration before it goes live
+- name: Preview how routes change with a new virtual alias map, and stop on a rejected one
+  mailops.postfix.route:
+    addresses: [support@example.tld, sales@example.tld]
+    staged:
+      tables:
+        /etc/postfix/virtual:
+          support@example.tld: [alice@example.net, bob@example.net]
+          sales@example.tld: carol@example.net
+      params:
+        virtual_alias_domains: [example.tld]
+    fail_on_reject: true
+  check_mode: true
+  diff: true
+  register: preview
+
+- name: Routes of a staged configuration directory before it goes live
   mailops.postfix.route:
     config_dir: /etc/postfix.staged
     addresses: "{{ postfix_aliases | map(attribute='address') | list }}"
@@ -236,6 +302,23 @@ routes:
       limits: []
       error: null
       lookups_via_postmap: []
+routes_before:
+  description: >-
+    With O(staged), the routes on the configuration as it is now (same form as RV(routes));
+    empty when the current configuration could not be read.
+  returned: when staged is given
+  type: dict
+route_changes:
+  description: >-
+    With O(staged), each address whose route differs: its current and staged route, each one
+    line (the final recipients sorted, C(rejected: TEXT) after a rejected one, C(forwarded)
+    after one local(8) forwards, the loops, or C(error: TEXT)).
+  returned: when staged is given
+  type: dict
+  sample:
+    support@example.tld:
+      before: "alice@example.net, bob@example.net"
+      after: "alice@example.net, nosuch@example.tld (rejected: User unknown in virtual alias table)"
 domain_lists_not_checked:
   description: Static mode, class domain lists (tables or files) that could not be read; a domain in them is not recognised.
   returned: always
@@ -256,20 +339,50 @@ def main():
             config_dir=dict(type="path", default="/etc/postfix"),
             mode=dict(type="str", choices=["static", "live"], default="static"),
             timeout=dict(type="float", default=30),
+            staged=dict(type="dict", options=dict(
+                params=dict(type="dict", default={}),
+                tables=dict(type="dict", default={}),
+                merge=dict(type="list", elements="str", default=[]),
+            )),
+            fail_on_reject=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     params = module.params
+    staged = params["staged"]
+    if staged is not None and params["mode"] == "live":
+        module.fail_json(msg="staged needs mode=static: live mode asks the running Postfix", changed=False)
     unchecked = []
+    result = {}
     try:
         if params["mode"] == "live":
             routes = _route.live_routes(params["config_dir"], params["addresses"], timeout=params["timeout"])
         else:
-            routes, router = _route.static_routes(params["config_dir"], params["addresses"])
+            routes, router = _route.static_routes(params["config_dir"], params["addresses"], staged=staged)
             unchecked = router.unchecked
+            if staged is not None:
+                try:
+                    before = _route.static_routes(params["config_dir"], params["addresses"])[0]
+                except PostfixError:
+                    before = {}     # nothing to compare with yet (e.g. no main.cf)
+                changes = _route.route_changes(before, routes)
+                result = dict(routes_before=before, route_changes=changes, changed=bool(changes))
+                if module._diff and changes:
+                    result["diff"] = dict(
+                        before_header="routes (%s)" % params["config_dir"],
+                        after_header="routes (staged)",
+                        before="".join("%s: %s\n" % (a, changes[a]["before"]) for a in sorted(changes)),
+                        after="".join("%s: %s\n" % (a, changes[a]["after"]) for a in sorted(changes)))
     except PostfixError as e:
         module.fail_json(msg=str(e), changed=False)
-    module.exit_json(changed=False, routes=routes, domain_lists_not_checked=unchecked)
+    result.setdefault("changed", False)
+    if params["fail_on_reject"]:
+        problems = _route.problems(routes)
+        if problems:
+            module.fail_json(msg="%d route problem(s)%s: %s" % (len(problems), " (staged)" if staged is not None else "",
+                                                               "; ".join(problems)),
+                             problems=problems, routes=routes, domain_lists_not_checked=unchecked, **result)
+    module.exit_json(routes=routes, domain_lists_not_checked=unchecked, **result)
 
 
 if __name__ == "__main__":
