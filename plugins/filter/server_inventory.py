@@ -519,9 +519,19 @@ def _declared_domains(inventory, variables):
 
 
 def server_problems(inventory, allow_unsafe_targets=False):
-    """Every inventory mistake of the server role's variables, each naming the variable and the value."""
-    inventory = _mapping(inventory, 'the inventory')
+    """Every inventory mistake of the server role's variables, each naming the variable and the value.
+
+    A value of the wrong shape is reported as a problem too, never raised: the role computes this
+    in a no_log task (its result holds the resolved inventory), where an error would be hidden."""
     out = []
+    try:
+        _inventory_problems(_mapping(inventory, 'the inventory'), allow_unsafe_targets, out)
+    except AnsibleFilterError as e:
+        out.append(str(e))
+    return out
+
+
+def _inventory_problems(inventory, allow_unsafe_targets, out):
     main_cf = {}
     main_cf_vars = []
     for var in ('postfix_server_main_cf', 'postfix_server_main_cf_host'):
@@ -548,6 +558,48 @@ def server_problems(inventory, allow_unsafe_targets=False):
         _alias_problems(var, inventory.get(var), allow_unsafe_targets, out)
     _map_problems(inventory, main_cf_vars, out)
     _service_problems(out, inventory)
+
+
+def _plain(value):
+    """``value`` as plain Python data (dict, list, str, int, float, bool, None).
+
+    Reading a variable through Ansible's templating renders every string of it at each read;
+    the role reads its inventory once, through this, and works on the copy."""
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Iterable):
+        return [_plain(v) for v in value]
+    return value
+
+
+def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
+    """The server role's inventory checked and resolved in one pass: its problems (server_problems),
+    and when there is none the merged domains and the entries of the virtual alias map, the virtual
+    mailbox map and /etc/aliases. Every value in the result is plain data."""
+    inventory = _plain(inventory)
+    out = {'problems': server_problems(inventory, allow_unsafe_targets=allow_unsafe_targets),
+           'domains': [], 'mailbox_domains': [], 'mailbox_entries': {}, 'virtual_entries': {},
+           'alias_entries': {}}
+    if out['problems']:
+        return out
+    domains = server_domains(*(inventory.get(var) for var in ALIAS_DOMAIN_VARS))
+    mailbox_domains = server_mailbox_domains(*(inventory.get(var) for var in MAILBOX_DOMAIN_VARS))
+    virtual_entries = server_virtual_entries(domains)
+    # A mailbox domain's entries win over an alias domain's (combine() in the role before).
+    virtual_entries.update(server_mailbox_virtual_entries(mailbox_domains))
+    out.update(domains=domains, mailbox_domains=mailbox_domains,
+               mailbox_entries=server_mailbox_entries(mailbox_domains),
+               virtual_entries=virtual_entries,
+               alias_entries=server_alias_entries(_plain(base_aliases or {}), inventory.get('postfix_server_aliases'),
+                                                  inventory.get('postfix_server_aliases_host')))
     return out
 
 
@@ -932,6 +984,7 @@ class FilterModule:
             'server_mailbox_entries': server_mailbox_entries,
             'server_mailbox_virtual_entries': server_mailbox_virtual_entries,
             'server_problems': server_problems,
+            'server_inventory': server_inventory,
             'server_maps': server_maps,
             'server_map_params': server_map_params,
             'server_map_type_problems': server_map_type_problems,

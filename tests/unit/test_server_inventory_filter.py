@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailops.postfix.plugins.filter.server_inventory import (
-    FilterModule, server_alias_entries, server_domains, server_problems, server_virtual_entries)
+    FilterModule, server_alias_entries, server_domains, server_inventory, server_mailbox_domains,
+    server_mailbox_entries, server_mailbox_virtual_entries, server_problems, server_virtual_entries)
 
 BASE = {"postmaster": ["root"]}
 ROLE_NOTE = " is set by the role (from postfix_server_virtual_alias_domains and postfix_server_table_type); remove it"
@@ -27,7 +30,7 @@ def problems(**inventory):
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
-        "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems",
+        "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems", "server_inventory",
         "server_mailbox_domains", "server_mailbox_entries", "server_mailbox_virtual_entries",
         "server_maps", "server_map_params", "server_map_type_problems", "server_master_services"}
 
@@ -201,8 +204,9 @@ def test_problems_in_variable_order():
 
 
 def test_non_mapping_aliases_of_a_domain_are_an_error():
-    with pytest.raises(AnsibleFilterError, match=r"postfix_server_virtual_alias_domains\[0\]\.aliases"):
-        problems(virtual_alias_domains=[{"domain": "a.tld", "aliases": ["x"]}])
+    # Reported, not raised (the role computes it in a no_log task).
+    got = problems(virtual_alias_domains=[{"domain": "a.tld", "aliases": ["x"]}])
+    assert len(got) == 1 and re.search(r"postfix_server_virtual_alias_domains\[0\]\.aliases", got[0]), got
 
 
 # Size
@@ -223,3 +227,59 @@ def test_ten_thousand_aliases():
     assert problems(virtual_alias_domains=fleet, virtual_alias_domains_host=host, aliases=local) == []
     local["bad one"] = []
     assert problems(virtual_alias_domains=fleet, aliases=local) == ["postfix_server_aliases: bad one is not a local alias name"]
+
+
+# One pass
+
+
+def test_inventory_in_one_pass_equals_the_filters_one_by_one():
+    fleet = [{"domain": "Example.TLD", "aliases": {"info": "ops, Sales@x.tld", "b@example.tld": ["b2"]},
+              "catch_all": ["ops"]}]
+    host = [{"domain": "example.tld", "aliases": {"info": ["host"]}}]
+    mbox = [{"domain": "mbox.tld", "users": {"alice": None, "bob": {"state": "absent"}},
+             "aliases": {"a": ["alice"]}, "catch_all": ["alice"]}]
+    inventory = {"postfix_server_virtual_alias_domains": fleet, "postfix_server_virtual_alias_domains_host": host,
+                 "postfix_server_virtual_mailbox_domains": mbox, "postfix_server_aliases": {"Root": ["admin"]},
+                 "postfix_server_aliases_host": {"ops": "a,b"}}
+    got = server_inventory(inventory, BASE)
+    domains, mailbox_domains = server_domains(fleet, host), server_mailbox_domains(mbox)
+    virtual = dict(server_virtual_entries(domains))
+    virtual.update(server_mailbox_virtual_entries(mailbox_domains))
+    assert got == {"problems": [], "domains": domains, "mailbox_domains": mailbox_domains,
+                   "mailbox_entries": server_mailbox_entries(mailbox_domains), "virtual_entries": virtual,
+                   "alias_entries": server_alias_entries(BASE, {"Root": ["admin"]}, {"ops": "a,b"})}
+    assert got["virtual_entries"]["info@example.tld"] == ["host"]
+    assert got["virtual_entries"]["alice@mbox.tld"] == ["alice@mbox.tld"]
+    assert list(got["virtual_entries"]) == list(virtual)
+
+
+def test_inventory_with_problems_resolves_nothing():
+    got = server_inventory({"postfix_server_virtual_alias_domains": [{"domain": "a.tld", "aliases": ["x"]}],
+                            "postfix_server_aliases": {"ok": ["root"]}}, BASE)
+    assert len(got["problems"]) == 1 and "postfix_server_virtual_alias_domains[0].aliases" in got["problems"][0]
+    assert got == {"problems": got["problems"], "domains": [], "mailbox_domains": [], "mailbox_entries": {},
+                   "virtual_entries": {}, "alias_entries": {}}
+    assert server_inventory("not a dictionary")["problems"] == ["the inventory must be a dictionary, got str"]
+
+
+def test_inventory_result_is_plain_data():
+    """Tagged strings and ints of Ansible's templating come back as plain str and int."""
+    from ansible._internal._datatag._tags import TrustedAsTemplate  # pylint: disable=import-outside-toplevel
+    tag = TrustedAsTemplate()
+    inventory = {"postfix_server_virtual_alias_domains": [
+        {tag.tag("domain"): tag.tag("a.tld"), "aliases": {tag.tag("x"): [tag.tag("y@b.tld")]}}],
+        "postfix_server_vmail_uid": 5000}
+    got = server_inventory(inventory, {tag.tag("postmaster"): [tag.tag("root")]})
+    assert got["virtual_entries"] == {"x@a.tld": ["y@b.tld"]}
+
+    def walk(value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k)
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        else:
+            assert type(value) in (str, int, bool, type(None)), (value, type(value))
+    walk(got)
