@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guarantees the server role's fast path keeps, run by ansible-playbook against a private
+Postfix instance: the inventory is checked and resolved once into a fact (no_log), so a bad
+inventory must still fail at the check, with its messages shown, before anything changes; the
+Postfix facts decide whether the package manager is asked; the vmail account is looked up in one
+round trip and its conflicts are still reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+PLAYBOOK = """\
+---
+- name: The whole server role against a private Postfix instance
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: mailops.postfix.server
+"""
+
+VALIDATE_INSTALL_CONFIGURE = """\
+---
+- name: The server role's tasks (no service task) against a private Postfix instance
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Validate
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: validate
+    - name: Install
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: install
+    - name: Configure
+      ansible.builtin.import_role:
+        name: mailops.postfix.server
+        tasks_from: configure
+"""
+
+
+def run_role(pf, inv, playbook, *extra):
+    """ansible-playbook; returns (rc, output, the names of the tasks that ran, in order)."""
+    conf = str(pf.config_dir)
+    base = dict(inv, postfix_server_config_dir=conf, postfix_server_virtual_alias_map=conf + "/virtual",
+                postfix_server_virtual_mailbox_map=conf + "/vmailbox-role", postfix_server_aliases_file=conf + "/aliases")
+    (pf.root / "vars.json").write_text(json.dumps(base))
+    (pf.root / "play.yml").write_text(playbook)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
+            str(pf.root / "play.yml")] + list(extra)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    out = proc.stdout + proc.stderr
+    tasks = re.findall(r"^(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", out, re.M)
+    return proc.returncode, out, tasks
+
+
+def snapshot(conf):
+    """Every file of the config dir: name -> (mtime_ns, bytes)."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(conf.iterdir()) if p.is_file()}
+
+
+def aliases(n, bad_at=None):
+    """n aliases over 10 domains; the alias at bad_at pipes to a command (refused in virtual maps)."""
+    domains = {}
+    for i in range(n):
+        domains.setdefault("d%d.test" % (i % 10), {})["a%d" % i] = ["|/bin/sh -c true" if i == bad_at else "u%d@x.test" % i]
+    return [{"domain": d, "aliases": a} for d, a in domains.items()]
+
+
+def test_bad_inventory_fails_at_the_check_messages_shown_nothing_changed(postfix_instance):
+    """The whole role (argument spec, resolve, check): two mistakes in 5000 aliases stop the play at
+    the check, both named (the no_log resolve task hides no message), before the Postfix facts are
+    even read; main.cf, the maps and /etc/aliases are as they were. The same inventory with the
+    mistakes fixed gets through (the check is what stopped it)."""
+    pf = postfix_instance
+    inv = {"postfix_server_install": False, "postfix_server_table_type": "hash",
+           "postfix_server_virtual_alias_domains": aliases(5000, bad_at=4321),
+           "postfix_server_aliases_host": {"bad one": ["root"], "ops": ["root"]}}
+    before = snapshot(pf.config_dir)
+    rc, out, tasks = run_role(pf, inv, PLAYBOOK)
+    assert rc != 0, out
+    assert "postfix_server_virtual_alias_domains[1].aliases: a4321: |/bin/sh -c true is a command" in out, out
+    assert "postfix_server_aliases_host: bad one is not a local alias name" in out, out
+    assert "censored" not in out
+    assert tasks[-1] == "Check the inventory (domains, mailboxes, aliases, targets, main.cf)", tasks
+    assert "Resolve the inventory (domains, mailboxes, aliases, targets, main.cf)" in tasks
+    assert snapshot(pf.config_dir) == before
+
+    # Check mode too: the same failure at the same task.
+    rc, out, tasks = run_role(pf, inv, PLAYBOOK, "--check", "--diff")
+    assert rc != 0 and tasks[-1].startswith("Check the inventory"), out
+    assert snapshot(pf.config_dir) == before
+
+    good = dict(inv, postfix_server_virtual_alias_domains=aliases(5000), postfix_server_aliases_host={"ops": ["root"]})
+    rc, out, tasks = run_role(pf, good, VALIDATE_INSTALL_CONFIGURE)
+    assert rc == 0, out
+    assert re.search(r"10 virtual alias domain\(s\),\s+0 virtual mailbox domain\(s\)\s+with 0 mailbox\(es\),"
+                     r"\s+5000 virtual alias\(es\),\s+2 local alias\(es\)", out), out
+    got = pf.run("postmap", "-q", "a4321@d1.test", "hash:%s/virtual" % pf.config_dir, check=False)
+    assert got.stdout.strip() == "u4321@x.test", got
+    # Postfix answered with every table type the packages bring: the package task is skipped even
+    # with postfix_server_install (it would fail here: this is not the system's Postfix).
+    rc, out, tasks = run_role(pf, dict(good, postfix_server_install=True), VALIDATE_INSTALL_CONFIGURE)
+    assert rc == 0, out
+    assert re.search(r"TASK \[mailops\.postfix\.server : Install Postfix and its lmdb and cdb map plugins\] \**\n"
+                     r"skipping: \[localhost\]", out), out
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", out), out
+
+
+def test_vmail_conflicts_are_reported_from_one_lookup(postfix_instance):
+    """A vmail user that exists with another uid, and a gid that is another group's: both named, in
+    check mode, before any account or directory is made (system accounts daemon, uid and gid 1)."""
+    pf = postfix_instance
+    inv = {"postfix_server_install": False, "postfix_server_table_type": "hash",
+           "postfix_server_virtual_minimum_uid": 1,
+           "postfix_server_vmail_user": "daemon", "postfix_server_vmail_uid": 5000,
+           "postfix_server_vmail_group": "mailops-no-such-group", "postfix_server_vmail_gid": 1,
+           "postfix_server_virtual_mailbox_base": str(pf.root / "vhosts"),
+           "postfix_server_virtual_mailbox_domains": [{"domain": "mbox.test", "users": {"alice": None}}]}
+    rc, out, tasks = run_role(pf, inv, VALIDATE_INSTALL_CONFIGURE, "--check")
+    assert rc != 0, out
+    assert tasks[-1] == "Check that the vmail account and ids are free or already vmail's", tasks
+    assert ("user daemon exists with id 1, postfix_server_vmail_uid is 5000; mailboxes keep their numeric owner,"
+            " so the role does not renumber: set postfix_server_vmail_uid to 1 or renumber by hand") in out, out
+    assert ("postfix_server_vmail_gid: 1 is the id of group daemon, not of mailops-no-such-group"
+            " (postfix_server_vmail_group); choose a free id") in out, out
+    assert not (pf.root / "vhosts").exists()
