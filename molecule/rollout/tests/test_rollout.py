@@ -75,6 +75,40 @@ def test_rollout_reaches_every_host_without_reload(tmp_path):
     assert mt.wait_for_mail(mx, "carol", token), mt.mail_log(mx)
 
 
+def files_snapshot(name):
+    files = "/etc/postfix/main.cf /etc/postfix/virtual* /etc/aliases*"
+    return mt.host(name).check_output("ls -l --time-style=full-iso %s; md5sum %s" % (files, files))
+
+
+def test_rollout_check_mode_shows_route_diff_per_host(tmp_path):
+    # support@ is alice, carol everywhere now; preview alice, dave.
+    before = {h: files_snapshot(h) for h in HOSTS}
+    rc, out = playbook("alias_rollout", "--check", "--diff",
+                       "-e", "@" + write(tmp_path, "p.yml", fleet_with_support(["alice", "dave"])))
+    assert rc == 0, out
+    for h in HOSTS:
+        # Bare targets are local users: @$myorigin ($myhostname), delivered by local(8).
+        old, new = "alice@%s, carol@%s" % (h, h), "alice@%s, dave@%s" % (h, h)
+        assert "-%s: %s\n" % (KEY, old) in out, out
+        assert "+%s: %s\n" % (KEY, new) in out, out
+        assert "%s: %s -> %s" % (KEY, old, new) in out, out
+    assert {h: files_snapshot(h) for h in HOSTS} == before
+    assert [route(h) for h in HOSTS] == ["alice, carol"] * len(HOSTS)
+
+
+def test_rejected_route_stops_the_rollout_before_the_first_host_changes(tmp_path):
+    # A target in the virtual alias domain with no entry of its own: Postfix would bounce it.
+    before = {h: files_snapshot(h) for h in HOSTS}
+    rc, out = playbook("alias_rollout",
+                       "-e", "@" + write(tmp_path, "r.yml", fleet_with_support(["alice", "nosuch@example.tld"])))
+    assert rc != 0, out
+    assert ("%s: recipient nosuch@example.tld rejected: User unknown in virtual alias table" % KEY) in out, out
+    assert {h: files_snapshot(h) for h in HOSTS} == before
+    assert [route(h) for h in HOSTS] == ["alice, carol"] * len(HOSTS)
+    # The first batch failed in its pre_tasks: later batches never started.
+    assert HOSTS[1] not in out and HOSTS[2] not in out, out
+
+
 def test_failing_host_stops_the_rollout(tmp_path):
     # The second host gets a broken host_vars layer (an alias with no target).
     broken = {"all": {"hosts": {HOSTS[1]: {"postfix_server_aliases_host": {"broken": []}}}}}
