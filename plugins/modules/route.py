@@ -379,8 +379,8 @@ def main():
     if params["fail_on_reject"]:
         problems = _route.problems(routes)
         if problems:
-            module.fail_json(msg="%d route problem(s)%s: %s" % (len(problems), " (staged)" if staged is not None else "",
-                                                               "; ".join(problems)),
+            which = " (staged)" if staged is not None else ""
+            module.fail_json(msg="%d route problem(s)%s: %s" % (len(problems), which, "; ".join(problems)),
                              problems=problems, routes=routes, domain_lists_not_checked=unchecked, **result)
     module.exit_json(routes=routes, domain_lists_not_checked=unchecked, **result)
 

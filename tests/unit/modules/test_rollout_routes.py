@@ -156,7 +156,6 @@ def test_rollout_previews_route_changes_and_stops_on_rejected_routes(postfix_ins
 
 def _routes_only_play(pf):
     path = pf.root / "routes.yml"
-    path.write_text(yaml.safe_dump([{"name": "Routes", "hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "Routes", "ansible.builtin.include_role": {"name": "mailops.postfix.server",
-                                                           "tasks_from": "routes"}}]}]))
+    task = {"name": "Routes", "ansible.builtin.include_role": {"name": "mailops.postfix.server", "tasks_from": "routes"}}
+    path.write_text(yaml.safe_dump([{"name": "Routes", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
     return str(path)
