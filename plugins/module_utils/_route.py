@@ -48,7 +48,9 @@ for indexed types (DICT_FLAG_FOLD_FIX: lowercase, casefold for UTF-8 with SMTPUT
 every query; a list value is written ``a, b`` as lookup_table and aliases write it. A table
 named in ``staged["merge"]`` keeps its file's entries under the staged ones (a None value
 removes a key), like a non-exclusive write. Only indexed types (hash, cdb, lmdb) can be
-staged; a ``PATH`` matches a main.cf reference of any indexed type to that source.
+staged; a ``PATH`` matches a main.cf reference of any indexed type to that source. A regexp,
+pcre, cidr or texthash table that a staged configuration names and that does not exist yet is
+looked up as empty (named in ``limits``).
 
 Not modelled: smtpd(8)'s RCPT checks (local_recipient_maps' "User unknown in local recipient
 table" is an SMTP-time answer, not what local(8) or ``sendmail -bv`` say), .forward files,
@@ -82,6 +84,8 @@ _CLASS_OF_PARAM = {
 # Table types whose keys are patterns: mail_addr_find and transport_lookup give them the
 # full address only (DICT_FLAG_FIXED lookups skip them; virtual(5), transport(5)).
 PATTERN_TYPES = ("regexp", "pcre")
+# Tables read from a source file by postmap -q (not indexed, cannot be staged).
+FILE_TYPES = ("regexp", "pcre", "cidr", "texthash")
 # cleanup_map11.c MAX_RECURSION.
 CANONICAL_RECURSION = 10
 # local/alias.c: "if (state.level > 100) ... alias database loop for %s".
@@ -127,6 +131,8 @@ class _Tables(object):
         self._tables = {}
         self._postmap = None
         self.staged = []        # [(type or None, path, {folded key: value}, merge)]
+        self.staging = False    # routing a staged configuration
+        self.absent = []        # file tables of a staged configuration not on the host yet
         self.alias_refs = set()  # refs of alias_maps: staged values rendered as aliases(5)
 
     def stage(self, tables, merge=()):
@@ -253,6 +259,12 @@ class _Tables(object):
         return self._host_query(ref, key)
 
     def _host_query(self, ref, key):
+        _inner, typ, name = self._unproxied(ref)
+        if self.staging and typ in FILE_TYPES and name.startswith("/") and not os.path.exists(name):
+            # A table the change will create but that cannot be staged: empty for now.
+            if ref not in self.absent:
+                self.absent.append(ref)
+            return None
         if self._postmap is None:
             self._postmap = _postfix.which("postmap") or ""
         if not self._postmap:
@@ -326,6 +338,7 @@ class Router(object):
             self.maps[param] = self.tables.split(cfg.value(param))
         self.tables.alias_refs = set(self.maps["alias_maps"])
         self.tables.stage(staged.get("tables"), staged.get("merge"))
+        self.tables.staging = bool(staged)
         pdms = [w.lower() for w in _split(cfg.value("parent_domain_matches_subdomains"))]
         self.transport_parent_style = "transport_maps" in pdms
 
@@ -455,6 +468,7 @@ class Router(object):
         """The route of one address: dict(address, recipients, loops, limits, error)."""
         out = dict(address=None, recipients=[], loops=[], limits=[], error=None, lookups_via_postmap=[])
         self.tables.used = []
+        self.tables.absent = []
         try:
             if not isinstance(address, str) or not _ADDRESS_RE.match(address.strip()):
                 raise RouteError("not an address: %r (want user or user@domain, without blanks, brackets, "
@@ -464,6 +478,8 @@ class Router(object):
             out["error"] = str(e)
             out["recipients"] = []
         out["lookups_via_postmap"] = list(self.tables.used)
+        for ref in self.tables.absent:
+            out["limits"].append("%s does not exist yet and cannot be staged: looked up as empty" % ref)
         return out
 
     def _route(self, asked, out):

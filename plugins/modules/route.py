@@ -96,7 +96,9 @@ options:
             will hold (a list value is written C(a, b)). Keys, and every lookup, are folded as
             postmap(1) and postalias(1) fold them (lower case). A C(PATH) stands for the main.cf
             references of any indexed type to that source. Only C(hash), C(cdb) and C(lmdb)
-            tables can be staged; other tables are looked up as they are.
+            tables can be staged; other tables are looked up as they are (a C(regexp), C(pcre),
+            C(cidr) or C(texthash) source that does not exist yet as empty, named in
+            RV(routes.limits)).
           - A table that is in C(alias_maps) gets its values parsed as aliases(5) values.
         type: dict
         default: {}

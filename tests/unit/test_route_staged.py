@@ -156,3 +156,22 @@ def test_bad_staged_input(postfix_instance):
         assert res["failed"] and res["msg"].startswith(message), (staged, res["msg"])
     res = run_module("route", dict(config_dir=conf, addresses=["x"], staged={}, mode="live"), fail_ok=True)
     assert res["failed"] and res["msg"] == "staged needs mode=static: live mode asks the running Postfix"
+
+
+def test_file_table_of_a_staged_configuration_not_there_yet(postfix_instance):
+    """A regexp table the change will create cannot be staged: empty, and said so; without
+    staging the missing table is an error, as postmap -q says."""
+    pf = postfix_instance
+    conf = str(pf.config_dir)
+    virtual, regexp = os.path.join(conf, "virtual"), os.path.join(conf, "virtual.re")
+    params = dict(virtual_alias_domains="va.test", virtual_alias_maps="hash:%s regexp:%s" % (virtual, regexp))
+    res = run_module("route", dict(config_dir=conf, addresses=["a@va.test", "b@va.test"],
+                                   staged=dict(params=params, tables={virtual: {"a@va.test": "root@localhost"}})))
+    assert _route.summary(res["routes"]["a@va.test"]) == "root@localhost"
+    assert _route.summary(res["routes"]["b@va.test"]) == "b@va.test (rejected: User unknown in virtual alias table)"
+    assert res["routes"]["b@va.test"]["limits"] == [
+        "regexp:%s does not exist yet and cannot be staged: looked up as empty" % regexp]
+    pf.write_main(**params)
+    run_module("lookup_table", dict(path=virtual, config_dir=conf, entries={"a@va.test": "root@localhost"}))
+    res = run_module("route", dict(config_dir=conf, addresses=["b@va.test"]))
+    assert res["routes"]["b@va.test"]["error"].startswith("regexp:%s: table lookup problem (postmap -q)" % regexp)
