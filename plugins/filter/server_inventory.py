@@ -580,15 +580,19 @@ def _plain(value):
     return value
 
 
+RESOLVED = ('domains', 'mailbox_domains', 'mailbox_entries', 'virtual_entries', 'alias_entries')
+
+
 def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
     """The server role's inventory checked and resolved in one pass: its problems (server_problems),
     and when there is none the merged domains and the entries of the virtual alias map, the virtual
-    mailbox map and /etc/aliases. Every value in the result is plain data."""
+    mailbox map and /etc/aliases, and the size of each. Every value in the result is plain data."""
     inventory = _plain(inventory)
     out = {'problems': server_problems(inventory, allow_unsafe_targets=allow_unsafe_targets),
            'domains': [], 'mailbox_domains': [], 'mailbox_entries': {}, 'virtual_entries': {},
            'alias_entries': {}}
     if out['problems']:
+        out['counts'] = {k: 0 for k in RESOLVED}
         return out
     domains = server_domains(*(inventory.get(var) for var in ALIAS_DOMAIN_VARS))
     mailbox_domains = server_mailbox_domains(*(inventory.get(var) for var in MAILBOX_DOMAIN_VARS))
@@ -600,6 +604,8 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
                virtual_entries=virtual_entries,
                alias_entries=server_alias_entries(_plain(base_aliases or {}), inventory.get('postfix_server_aliases'),
                                                   inventory.get('postfix_server_aliases_host')))
+    # Sizes, for conditions and messages: `x | length` in a task walks a large x again.
+    out['counts'] = {k: len(out[k]) for k in RESOLVED}
     return out
 
 

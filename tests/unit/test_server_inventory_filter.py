@@ -247,7 +247,10 @@ def test_inventory_in_one_pass_equals_the_filters_one_by_one():
     virtual.update(server_mailbox_virtual_entries(mailbox_domains))
     assert got == {"problems": [], "domains": domains, "mailbox_domains": mailbox_domains,
                    "mailbox_entries": server_mailbox_entries(mailbox_domains), "virtual_entries": virtual,
-                   "alias_entries": server_alias_entries(BASE, {"Root": ["admin"]}, {"ops": "a,b"})}
+                   "alias_entries": server_alias_entries(BASE, {"Root": ["admin"]}, {"ops": "a,b"}),
+                   "counts": {"domains": 1, "mailbox_domains": 1, "mailbox_entries": 1, "virtual_entries": len(virtual),
+                              "alias_entries": 3}}
+    assert len(virtual) == 6
     assert got["virtual_entries"]["info@example.tld"] == ["host"]
     assert got["virtual_entries"]["alice@mbox.tld"] == ["alice@mbox.tld"]
     assert list(got["virtual_entries"]) == list(virtual)
@@ -258,7 +261,9 @@ def test_inventory_with_problems_resolves_nothing():
                             "postfix_server_aliases": {"ok": ["root"]}}, BASE)
     assert len(got["problems"]) == 1 and "postfix_server_virtual_alias_domains[0].aliases" in got["problems"][0]
     assert got == {"problems": got["problems"], "domains": [], "mailbox_domains": [], "mailbox_entries": {},
-                   "virtual_entries": {}, "alias_entries": {}}
+                   "virtual_entries": {}, "alias_entries": {},
+                   "counts": {"domains": 0, "mailbox_domains": 0, "mailbox_entries": 0, "virtual_entries": 0,
+                              "alias_entries": 0}}
     assert server_inventory("not a dictionary")["problems"] == ["the inventory must be a dictionary, got str"]
 
 

@@ -11,7 +11,6 @@ import copy
 import re
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailops.postfix.plugins.filter.server_inventory import (
     server_mailbox_domains, server_mailbox_entries, server_mailbox_virtual_entries, server_problems)
