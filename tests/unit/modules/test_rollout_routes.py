@@ -11,17 +11,13 @@ oracle for the applied configuration: postmap -q and sendmail -bv (route live mo
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
-import sys
 
 import yaml
 
 from module_runner import run_module
+from role_runner import ROOT, run_playbooks
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 UNKNOWN = "User unknown in virtual alias table"
 
 
@@ -56,22 +52,8 @@ def _inventory(pf, support, extra=None):
 
 
 def _run(pf, inv, *extra, play=None):
-    (pf.root / "vars.json").write_text(json.dumps(inv))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
-            play or _play(pf)] + list(extra)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    out = proc.stdout + proc.stderr
-    tasks, task = [], None
-    for line in out.splitlines():
-        m = re.match(r"(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", line)
-        if m:
-            task = m.group(1)
-        elif line.startswith("changed:") and task not in tasks:
-            tasks.append(task)
-    return proc.returncode, out, tasks
+    run = run_playbooks(pf, inv, [play or _play(pf)], *extra)
+    return run.rc, run.out, run.changed_tasks
 
 
 def _snapshot(conf):

@@ -12,53 +12,18 @@ test removes it (and only it) at the end.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
-import re
 import stat
 import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from role_runner import ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK, role_paths, run_playbooks
+
 ACCOUNT = "mailopstest-vmail"  # reserved for this test
 UID = GID = 5999
 GECOS = "Postfix virtual mailboxes"  # what the role writes
-
-PLAYBOOK = """\
----
-- name: The server role's tasks against a private Postfix instance
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Validate
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: validate
-    - name: Install
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: install
-    - name: Configure
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: configure
-"""
-
-# A play of its own: a conditional import would put its condition on the role's handlers too.
-VERIFY_PLAYBOOK = """\
----
-- name: The server role's verify entry point
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Verify
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: verify
-"""
 
 INVENTORY = {
     "postfix_server_install": False,
@@ -115,32 +80,11 @@ def vmail_account():
 def run_role(pf, inventory, *extra, verify=False):
     """ansible-playbook with the role's tasks; returns (rc, output, number changed, tasks that changed)."""
     base = dict(INVENTORY, **inventory)
-    conf = str(pf.config_dir)
-    base.update(postfix_server_config_dir=conf,
-                postfix_server_virtual_alias_map=conf + "/virtual",
-                postfix_server_virtual_mailbox_map=conf + "/vmailbox-role",
-                postfix_server_aliases_file=conf + "/aliases",
-                postfix_server_virtual_mailbox_base=str(pf.root / "vhosts"))
-    (pf.root / "vars.json").write_text(json.dumps(base))
-    (pf.root / "play.yml").write_text(PLAYBOOK)
-    (pf.root / "verify.yml").write_text(VERIFY_PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
-            str(pf.root / "play.yml")] + ([str(pf.root / "verify.yml")] if verify else []) + list(extra)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    out = proc.stdout + proc.stderr
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", out)
-    assert recap, out
-    tasks, task = [], None
-    for line in out.splitlines():
-        m = re.match(r"(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", line)
-        if m:
-            task = m.group(1)
-        elif line.startswith("changed:") and task not in tasks:
-            tasks.append(task)
-    return proc.returncode, out, int(recap.group(1)), tasks
+    base.update(role_paths(pf), postfix_server_virtual_mailbox_base=str(pf.root / "vhosts"))
+    plays = [ROLE_TASKS_PLAYBOOK] + ([VERIFY_PLAYBOOK] if verify else [])
+    run = run_playbooks(pf, base, plays, *extra)
+    assert run.changed is not None, run.out
+    return run.rc, run.out, run.changed, run.changed_tasks
 
 
 def test_role_builds_virtual_mailboxes_previews_them_and_changes_nothing_twice(postfix_instance, vmail_account):

@@ -14,51 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import smtplib
 import stat
-import subprocess
-import sys
 import time
 
 from postfix_instance import free_port
+from role_runner import ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK, role_paths, run_playbooks
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PASSWORD = "Tr0ub4dor-and-3-horses"  # must never reach the playbook output
-
-PLAYBOOK = """\
----
-- name: The server role's tasks against a private Postfix instance
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Validate
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: validate
-    - name: Install
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: install
-    - name: Configure
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: configure
-"""
-
-# A play of its own: a conditional import would put its condition on the role's handlers too.
-VERIFY_PLAYBOOK = """\
----
-- name: The server role's verify entry point
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Verify
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: verify
-"""
-
 
 def inventory(conf, submission_port):
     return {
@@ -102,30 +65,9 @@ def inventory(conf, submission_port):
 def run_role(pf, inv, *extra, verify=False):
     """ansible-playbook with the role's tasks (or only its verify entry point); returns (rc, output,
     number changed, tasks that changed, seconds)."""
-    conf = str(pf.config_dir)
-    base = dict(inv, postfix_server_config_dir=conf, postfix_server_virtual_alias_map=conf + "/virtual",
-                postfix_server_virtual_mailbox_map=conf + "/vmailbox-role", postfix_server_aliases_file=conf + "/aliases")
-    (pf.root / "vars.json").write_text(json.dumps(base))
-    (pf.root / "play.yml").write_text(VERIFY_PLAYBOOK if verify else PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
-            str(pf.root / "play.yml")] + list(extra)
-    started = time.monotonic()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - started
-    out = proc.stdout + proc.stderr
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", out)
-    assert recap, out
-    tasks, task = [], None
-    for line in out.splitlines():
-        m = re.match(r"(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", line)
-        if m:
-            task = m.group(1)
-        elif line.startswith("changed:") and task not in tasks:
-            tasks.append(task)
-    return proc.returncode, out, int(recap.group(1)), tasks, seconds
+    run = run_playbooks(pf, dict(inv, **role_paths(pf)), [VERIFY_PLAYBOOK if verify else ROLE_TASKS_PLAYBOOK], *extra)
+    assert run.changed is not None, run.out
+    return run.rc, run.out, run.changed, run.changed_tasks, run.seconds
 
 
 def query(pf, reference, key):

@@ -10,13 +10,9 @@ round trip and its conflicts are still reported.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from role_runner import ROLE_TASKS_PLAYBOOK, role_paths, run_playbooks
 
 PLAYBOOK = """\
 ---
@@ -27,43 +23,10 @@ PLAYBOOK = """\
     - role: mailops.postfix.server
 """
 
-VALIDATE_INSTALL_CONFIGURE = """\
----
-- name: The server role's tasks (no service task) against a private Postfix instance
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Validate
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: validate
-    - name: Install
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: install
-    - name: Configure
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: configure
-"""
-
-
 def run_role(pf, inv, playbook, *extra):
     """ansible-playbook; returns (rc, output, the names of the tasks that ran, in order)."""
-    conf = str(pf.config_dir)
-    base = dict(inv, postfix_server_config_dir=conf, postfix_server_virtual_alias_map=conf + "/virtual",
-                postfix_server_virtual_mailbox_map=conf + "/vmailbox-role", postfix_server_aliases_file=conf + "/aliases")
-    (pf.root / "vars.json").write_text(json.dumps(base))
-    (pf.root / "play.yml").write_text(playbook)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % (pf.root / "vars.json"),
-            str(pf.root / "play.yml")] + list(extra)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    out = proc.stdout + proc.stderr
-    tasks = re.findall(r"^(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$", out, re.M)
-    return proc.returncode, out, tasks
+    run = run_playbooks(pf, dict(inv, **role_paths(pf)), [playbook], *extra)
+    return run.rc, run.out, run.tasks
 
 
 def snapshot(conf):
@@ -104,7 +67,7 @@ def test_bad_inventory_fails_at_the_check_messages_shown_nothing_changed(postfix
     assert snapshot(pf.config_dir) == before
 
     good = dict(inv, postfix_server_virtual_alias_domains=aliases(5000), postfix_server_aliases_host={"ops": ["root"]})
-    rc, out, tasks = run_role(pf, good, VALIDATE_INSTALL_CONFIGURE)
+    rc, out, tasks = run_role(pf, good, ROLE_TASKS_PLAYBOOK)
     assert rc == 0, out
     assert re.search(r"10 virtual alias domain\(s\),\s+0 virtual mailbox domain\(s\)\s+with 0 mailbox\(es\),"
                      r"\s+5000 virtual alias\(es\),\s+2 local alias\(es\)", out), out
@@ -112,7 +75,7 @@ def test_bad_inventory_fails_at_the_check_messages_shown_nothing_changed(postfix
     assert got.stdout.strip() == "u4321@x.test", got
     # Postfix answered with every table type the packages bring: the package task is skipped even
     # with postfix_server_install (it would fail here: this is not the system's Postfix).
-    rc, out, tasks = run_role(pf, dict(good, postfix_server_install=True), VALIDATE_INSTALL_CONFIGURE)
+    rc, out, tasks = run_role(pf, dict(good, postfix_server_install=True), ROLE_TASKS_PLAYBOOK)
     assert rc == 0, out
     assert re.search(r"TASK \[mailops\.postfix\.server : Install Postfix and its lmdb and cdb map plugins\] \**\n"
                      r"skipping: \[localhost\]", out), out
@@ -129,7 +92,7 @@ def test_vmail_conflicts_are_reported_from_one_lookup(postfix_instance):
            "postfix_server_vmail_group": "mailops-no-such-group", "postfix_server_vmail_gid": 1,
            "postfix_server_virtual_mailbox_base": str(pf.root / "vhosts"),
            "postfix_server_virtual_mailbox_domains": [{"domain": "mbox.test", "users": {"alice": None}}]}
-    rc, out, tasks = run_role(pf, inv, VALIDATE_INSTALL_CONFIGURE, "--check")
+    rc, out, tasks = run_role(pf, inv, ROLE_TASKS_PLAYBOOK, "--check")
     assert rc != 0, out
     assert tasks[-1] == "Check that the vmail account and ids are free or already vmail's", tasks
     assert ("user daemon exists with id 1, postfix_server_vmail_uid is 5000; mailboxes keep their numeric owner,"
