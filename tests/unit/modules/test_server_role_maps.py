@@ -23,6 +23,7 @@ from role_runner import ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK, role_paths, run_pl
 
 PASSWORD = "Tr0ub4dor-and-3-horses"  # must never reach the playbook output
 
+
 def inventory(conf, submission_port):
     return {
         "postfix_server_install": False,

@@ -23,6 +23,7 @@ PLAYBOOK = """\
     - role: mailops.postfix.server
 """
 
+
 def run_role(pf, inv, playbook, *extra):
     """ansible-playbook; returns (rc, output, the names of the tasks that ran, in order)."""
     run = run_playbooks(pf, dict(inv, **role_paths(pf)), [playbook], *extra)
