@@ -74,6 +74,46 @@ attributes:
   diff_mode:
     support: full
     description: Shows the source lines before and after.
+"""
+
+    # Attributes. ansible-doc merges a module's own attributes over a fragment's key by key
+    # (ansible.utils.plugin_docs.merge_fragment): a module states only what differs, e.g. its
+    # own diff_mode description, and keeps the fragment's support level.
+
+    # mailops.postfix.common.attributes: modules that edit a text file (main.cf, master.cf)
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change, with the diff, writing nothing.
+  diff_mode:
+    support: full
+    description: The whole file before and after.
+"""
+
+    # mailops.postfix.common.read_only: modules that only read
+    READ_ONLY = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+"""
+
+    # mailops.postfix.common.platform: pure Python; uses the Postfix binaries when present
+    PLATFORM = r"""
+attributes:
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later; the Postfix binaries are optional.
+"""
+
+    # mailops.postfix.common.platform_lmdb: modules that read or write indexed tables
+    PLATFORM_LMDB = r"""
+attributes:
   platform:
     platforms: posix
     support: full

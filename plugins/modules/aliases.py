@@ -49,6 +49,7 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.table_source
+  - mailops.postfix.common.platform_lmdb
   - mailops.postfix.common.lock_timeout
 notes:
   - Names and targets may not contain line breaks or NUL. Such values are refused before

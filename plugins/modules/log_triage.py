@@ -72,13 +72,9 @@ options:
       - How many example lines to keep per group, newest first.
     type: int
     default: 3
+extends_documentation_fragment:
+  - mailops.postfix.common.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; the result is the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed.
   platform:
     platforms: posix
     support: full

@@ -112,6 +112,7 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.table_source
+  - mailops.postfix.common.platform_lmdb
   - mailops.postfix.common.lock_timeout
 notes:
   - Keys and values may not contain line breaks or NUL; keys may not contain unquoted white

@@ -113,12 +113,9 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
+  - mailops.postfix.common.attributes
 attributes:
-  check_mode:
-    support: full
-    description: Reports what would change, with the diff, writing nothing.
   diff_mode:
-    support: full
     description: The whole master.cf before and after.
   platform:
     platforms: posix

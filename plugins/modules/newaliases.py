@@ -28,6 +28,7 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
+  - mailops.postfix.common.platform_lmdb
 attributes:
   check_mode:
     support: full
@@ -35,10 +36,6 @@ attributes:
   diff_mode:
     support: none
     description: Indexes are binary files; aliases sources are not changed by this module.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later. C(lmdb) maps need the Python C(lmdb) binding (Debian package python3-lmdb).
 seealso:
   - module: mailops.postfix.aliases
   - module: mailops.postfix.postmap

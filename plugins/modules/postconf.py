@@ -61,17 +61,11 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
+  - mailops.postfix.common.attributes
+  - mailops.postfix.common.platform
 attributes:
-  check_mode:
-    support: full
-    description: Reports what would change, with the diff, writing nothing.
   diff_mode:
-    support: full
     description: The whole main.cf before and after.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later; the Postfix binaries are optional.
 notes:
   - When Postfix is installed, its compiled-in defaults (C(postconf -d)) are used to expand
     C($name) references for the address class check; without it, Postfix 3.7's defaults.

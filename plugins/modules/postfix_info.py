@@ -23,17 +23,8 @@ description:
 options: {}
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later; the Postfix binaries are optional.
+  - mailops.postfix.common.read_only
+  - mailops.postfix.common.platform
 seealso:
   - module: mailops.postfix.postconf
   - module: mailops.postfix.reload

@@ -74,6 +74,7 @@ options:
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
+  - mailops.postfix.common.platform_lmdb
 attributes:
   check_mode:
     support: full
@@ -81,10 +82,6 @@ attributes:
   diff_mode:
     support: none
     description: The index is a binary file; the source is unchanged by this module.
-  platform:
-    platforms: posix
-    support: full
-    description: Targets with Python 3.8 or later. C(lmdb) tables need the Python C(lmdb) binding (Debian package python3-lmdb).
 notes:
   - Duplicate keys are handled as C(postmap) does by default. The first value is kept and a warning names the key.
 seealso:
