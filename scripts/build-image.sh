@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Build, or reuse, the local container image that Molecule and `make demo` run Postfix in.
 #
-#   scripts/build-image.sh [debian12|debian13]     prints the image name on stdout
+#   scripts/build-image.sh [debian12|debian13|debian14]  prints the image name on stdout
 #   scripts/build-image.sh debian12-dovecot         the same plus Dovecot (LMTP delivery tests)
 #
 # No registry is needed: the root file system comes from debootstrap, is imported into
 # podman's own storage and gets Postfix (postfix-lmdb, postfix-cdb), Python and the lmdb and
 # apt bindings. The image carries a label with the hash of this script; it is rebuilt only
 # when this script changes (or with REBUILD=1). To use an image of your own instead, set
-# MAILOPS_TEST_IMAGE (all releases) or MAILOPS_TEST_IMAGE_DEBIAN12 / _DEBIAN13; it must
-# contain python3, python3-apt and Postfix with its lmdb and cdb map plugins, because the
-# test networks have no route to a package mirror.
+# MAILOPS_TEST_IMAGE (all releases) or MAILOPS_TEST_IMAGE_DEBIAN12 / _DEBIAN13 / _DEBIAN14;
+# it must contain python3, python3-apt and Postfix with its lmdb and cdb map plugins,
+# because the test networks have no route to a package mirror. debian14 is Debian "forky"
+# (testing: Postfix 3.11 today), so its image follows whatever testing carries when built.
 #
 # RELEASE-dovecot is one more layer on the RELEASE image (built first if needed): Debian's
 # dovecot-core and dovecot-lmtpd, installed by apt from the mirror at build time, left
@@ -28,10 +29,18 @@ case $release in
   *-dovecot) variant=dovecot; base_release=${release%-dovecot} ;;
   *) base_release=$release ;;
 esac
+script=
+apt_update='apt-get update -qq'
 case $base_release in
   debian12) suite=bookworm ;;
   debian13) suite=trixie ;;
-  *) echo "build-image: unknown release '$release' (debian12, debian13, debian12-dovecot)" >&2; exit 2 ;;
+  # Debian 14 is "testing" today (Postfix 3.11). debootstrap of Debian 12 has no script named
+  # forky: its sid script (the one trixie links to) bootstraps any suite of that layout.
+  # Testing's Release files are valid for a week only, a snapshot mirror's soon expire:
+  # accept them for this one build (the image never reaches a mirror afterwards).
+  debian14) suite=forky; script=sid
+            apt_update='apt-get -o Acquire::Check-Valid-Until=false update -qq' ;;
+  *) echo "build-image: unknown release '$release' (debian12, debian13, debian14, debian12-dovecot)" >&2; exit 2 ;;
 esac
 override_var="MAILOPS_TEST_IMAGE_${release^^}"
 override_var=${override_var//-/_}
@@ -94,7 +103,7 @@ start=$(date +%s)
 work=$(mktemp -d /var/tmp/mailops-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "build-image: debootstrap $suite from $mirror" >&2
-debootstrap --variant=minbase "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+debootstrap --variant=minbase "$suite" "$work/rootfs" "$mirror" ${script:+"$script"} >"$work/debootstrap.log" 2>&1 || {
   tail -20 "$work/debootstrap.log" >&2; exit 1; }
 tar -C "$work/rootfs" -c . | podman import --quiet - "$image-base" >/dev/null
 
@@ -104,7 +113,7 @@ cat >"$work/Containerfile" <<EOF
 FROM $image-base
 RUN echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections \\
  && echo "postfix postfix/mailname string localhost" | debconf-set-selections \\
- && apt-get update -qq \\
+ && $apt_update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
       postfix postfix-lmdb postfix-cdb python3 python3-apt python3-lmdb procps ssl-cert \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
