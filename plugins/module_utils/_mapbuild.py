@@ -327,17 +327,33 @@ def manage_entries(table, entries, state="present", exclusive=False, compile_ind
     """Edit the entries of ``table``'s source in one pass, write it if it changed, then
     compile the index when stale; wait at most ``lock_timeout`` seconds for another run
     holding the source's lock. Returns a result dict (with a diff) for a module."""
-    if exclusive and state != "present":
-        raise PostfixError("exclusive applies to state=present only")
     # One lock from the read of the source until both it and its index are replaced: two
     # runs never edit the same old text, so neither loses the other's entries.
     with table.source_lock(check_mode, lock_timeout):
-        return _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode,
-                               allow_unsafe_targets, lock_timeout)
+        edit = plan_entries(table, entries, state=state, exclusive=exclusive, compile_index=compile_index,
+                            check_mode=check_mode, allow_unsafe_targets=allow_unsafe_targets)
+        return apply_entries(edit, backup=backup, check_mode=check_mode, lock_timeout=lock_timeout)
 
 
-def _manage_entries(table, entries, state, exclusive, compile_index, backup, check_mode, allow_unsafe_targets,
-                    lock_timeout):
+class EntriesEdit(object):
+    """An edit of a table's source computed but not applied yet (plan_entries): the module
+    result so far, the new text, the parsed document it came from."""
+
+    def __init__(self, table, result, doc, after, compile_index, checked):
+        self.table, self.result, self.doc, self.after = table, result, doc, after
+        self.compile_index = compile_index
+        self.checked = checked   # the host's Postfix already opened the new text
+
+
+def plan_entries(table, entries, state="present", exclusive=False, compile_index=True, check_mode=False,
+                 allow_unsafe_targets=False, check_now=False):
+    """Read and edit ``table``'s source in memory: a parse error, an entry without a value or
+    an unsafe alias target is raised here, before anything is written. A new text of a table
+    without an index is opened by the host's Postfix here in check mode or with
+    ``check_now`` (else by apply_entries, on the file about to go live). The caller holds the
+    source's lock."""
+    if exclusive and state != "present":
+        raise PostfixError("exclusive applies to state=present only")
     try:
         before = read_file(table.source)
     except SourceMissing:
@@ -363,7 +379,7 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
     else:
         after = doc.render()
     source_changed = after != before
-    secured = secure_files(table, check_mode) if table.secret else []
+    secured = secure_files(table, check_mode=True) if table.secret else []   # applied by apply_entries
     result = dict(changed=source_changed or bool(secured), source_changed=source_changed, added=added,
                   updated=updated, removed=removed)
     if table.kind == TABLE:
@@ -385,16 +401,24 @@ def _manage_entries(table, entries, state, exclusive, compile_index, backup, che
                           after_header=path + " (attributes)"))
     if diffs:
         result["diff"] = diffs[0] if len(diffs) == 1 else diffs
+    checked = source_changed and compile_index and not table.indexed and (check_mode or check_now)
+    if checked:
+        table.check_text(after, doc_values(doc) if table.secret else ())
+    return EntriesEdit(table, result, doc, after, compile_index, checked)
+
+
+def apply_entries(edit, backup=False, check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
+    """Write the source ``edit`` computed (atomically; a table without an index is first
+    opened by the host's Postfix) and compile the index when stale. Returns the result."""
+    table, result, doc, after, compile_index = edit.table, edit.result, edit.doc, edit.after, edit.compile_index
     hide = doc_values(doc) if table.secret else ()
-    if source_changed:
-        check = compile_index and not table.indexed
-        if check_mode:
-            if check:
-                table.check_text(after, hide)
-        else:
-            backup_file = write_source(table, after, backup=backup, check=check, hide=hide)
-            if backup_file:
-                result["backup_file"] = backup_file
+    if table.secret and not check_mode:
+        secure_files(table, check_mode=False)   # before the entries are written
+    if result["source_changed"] and not check_mode:
+        check = compile_index and not table.indexed and not edit.checked
+        backup_file = write_source(table, after, backup=backup, check=check, hide=hide)
+        if backup_file:
+            result["backup_file"] = backup_file
     if compile_index and table.indexed:
         built = table.ensure(check_mode=check_mode, doc=doc, lock_timeout=lock_timeout)
         result["changed"] = result["changed"] or built["changed"]
@@ -578,8 +602,4 @@ def open_source(path):
 
 
 def read_file(path):
-    with open_source(path) as f:
-        try:
-            return f.read()
-        except OSError as e:
-            raise PostfixError("%s: cannot read: %s" % (path, e.strerror))
+    return _atomic.read_bytes(path, missing_error=SourceMissing)

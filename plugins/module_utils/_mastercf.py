@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
 # master_ent.c: the service types master(8) knows.
@@ -298,16 +299,7 @@ class MasterCf(object):
 
     @classmethod
     def load(cls, path, missing_ok=False):
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            if missing_ok:
-                data = b""
-            else:
-                raise PostfixError("%s: no such file" % path)
-        except OSError as e:
-            raise PostfixError("%s: %s" % (path, e.strerror))
+        data = _atomic.read_bytes(path, missing_ok, missing="%s: no such file", cannot="%s: %s")
         return cls(data.decode("utf-8", "surrogateescape"), path)
 
     def _parse(self, text):
@@ -523,6 +515,23 @@ def _string(value):
     if value is None:
         return ""
     return str(value)
+
+
+# The argument spec of one service, shared by the master_cf and config modules.
+SERVICE_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    type=dict(type="str", required=True, choices=["inet", "unix", "unix-dgram", "fifo", "pass"]),
+    state=dict(type="str", default="present", choices=["present", "absent", "commented"]),
+    private=dict(type="str"),
+    unpriv=dict(type="str"),
+    chroot=dict(type="str"),
+    wakeup=dict(type="str"),
+    maxproc=dict(type="str"),
+    command=dict(type="str"),
+    args=dict(type="list", elements="str"),
+    options=dict(type="dict"),
+    options_exclusive=dict(type="bool", default=True),
+)
 
 
 def validate_service(svc):

@@ -219,27 +219,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import edit_master_cf
+from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import SERVICE_OPTIONS, edit_master_cf
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             config_dir=dict(type="path", default="/etc/postfix"),
-            services=dict(type="list", elements="dict", required=True, options=dict(
-                name=dict(type="str", required=True),
-                type=dict(type="str", required=True, choices=["inet", "unix", "unix-dgram", "fifo", "pass"]),
-                state=dict(type="str", default="present", choices=["present", "absent", "commented"]),
-                private=dict(type="str"),
-                unpriv=dict(type="str"),
-                chroot=dict(type="str"),
-                wakeup=dict(type="str"),
-                maxproc=dict(type="str"),
-                command=dict(type="str"),
-                args=dict(type="list", elements="str"),
-                options=dict(type="dict"),
-                options_exclusive=dict(type="bool", default=True),
-            )),
+            services=dict(type="list", elements="dict", required=True, options=SERVICE_OPTIONS),
             backup=dict(type="bool", default=False),
             lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
         ),

@@ -1,0 +1,307 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: config
+short_description: Set lookup tables, an aliases file, main.cf and master.cf together, in one run
+version_added: "0.4.0"
+author: mailops.postfix maintainers (@mailops)
+description:
+  - Does what M(mailops.postfix.lookup_table), M(mailops.postfix.aliases),
+    M(mailops.postfix.postconf) and M(mailops.postfix.master_cf) do, through the same engines and
+    with the same rules (lossless edits, atomic replacement, locks, folded keys, secret tables,
+    host checks of pattern tables), for all the files of a host in one module run: one round
+    trip to the host instead of one per file. The M(mailops.postfix.server) role uses it.
+  - >-
+    Order. First every file is read and edited in memory, the main.cf and master.cf edits are
+    checked (for example a domain in two address classes) and the new text of each
+    V(regexp), V(pcre), V(cidr) and V(texthash) table is opened by the host's Postfix; any
+    refusal fails the task before any file changes. Then the table and aliases sources are
+    written and their indexes compiled (only when stale; aliases with C(postalias) semantics);
+    then main.cf, then master.cf, so that main.cf names a new index or table type only once it
+    exists (a new C(smtpd) process reads main.cf when it starts, reload or not). Last, the
+    source and index of tables declared O(tables[].state=absent) are removed, after main.cf no
+    longer names them.
+  - Does not reload Postfix. RV(reload_required) says when main.cf, master.cf or a table
+    without an index changed (daemons read those when they start); a changed indexed table
+    needs no reload (the daemons notice the new index). RV(restart_required) names main.cf
+    changes that need C(postfix stop; postfix start) (C(inet_interfaces), C(inet_protocols)).
+options:
+  tables:
+    description:
+      - Lookup table sources, each as M(mailops.postfix.lookup_table) takes it (with
+        O(tables[].state=present) and, unlike that module, always the whole declared state of
+        the entries given).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The table source file. Created (empty if no entry is given) when missing.
+        type: path
+        required: true
+      type:
+        description:
+          - The table type, as for M(mailops.postfix.lookup_table) (default the type main.cf uses
+            for O(tables[].path), else C(default_database_type)).
+        type: str
+        choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
+      entries:
+        description: Keys and their values (a list value is rendered C(a, b)).
+        type: dict
+        default: {}
+      secret_entries:
+        description:
+          - The same as O(tables[].entries) for a table holding passwords; never logged, the
+            diff shows keys only, source and index kept 0600 (see M(mailops.postfix.lookup_table)'s
+            C(secret)).
+        type: dict
+      exclusive:
+        description: Remove every entry not given.
+        type: bool
+        default: false
+      compile:
+        description:
+          - Compile the index when stale; for tables without an index, have the host's Postfix
+            open the new text before it is written.
+        type: bool
+        default: true
+      mode:
+        description:
+          - The mode of the source and of its index, such as C('0640'). Set on an existing source
+            before its entries are written, and given to a new one when it is created, so the
+            entries never sit in a file with wider permissions. Default: an existing file keeps
+            its mode, a new one gets the umask's (a secret table's 0600).
+        type: raw
+      state:
+        description:
+          - V(absent) removes the source and the index (after main.cf and master.cf were
+            written), whatever O(tables[].entries) says.
+        type: str
+        choices: [present, absent]
+        default: present
+  aliases:
+    description:
+      - The aliases file, as M(mailops.postfix.aliases) takes it; compiled with C(postalias)
+        semantics.
+    type: dict
+    suboptions:
+      path:
+        description: The aliases file.
+        type: path
+        default: /etc/aliases
+      type:
+        description: The index type (default main.cf's C(default_database_type)).
+        type: str
+        choices: [hash, cdb, lmdb]
+      entries:
+        description: Names and their targets.
+        type: dict
+        default: {}
+      exclusive:
+        description: Remove every alias not given.
+        type: bool
+        default: false
+      compile:
+        description: Compile the alias database when stale.
+        type: bool
+        default: true
+      allow_unsafe_targets:
+        description: Allow C(|command), C(/file) and C(:include:) targets.
+        type: bool
+        default: false
+  params:
+    description:
+      - main.cf parameters to set, as M(mailops.postfix.postconf) with C(state=present).
+    type: dict
+    default: {}
+  params_absent:
+    description:
+      - main.cf parameters to remove (C(postconf -X)); names main.cf does not set are ignored.
+    type: list
+    elements: str
+    default: []
+  services:
+    description:
+      - master.cf services, as M(mailops.postfix.master_cf)'s O(mailops.postfix.master_cf#module:services).
+    type: list
+    elements: dict
+    default: []
+  backup:
+    description:
+      - Keep a timestamped copy of each file before changing it.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - mailops.postfix.common.config_dir
+  - mailops.postfix.common.lock_timeout
+  - mailops.postfix.common.platform_lmdb
+attributes:
+  check_mode:
+    support: full
+    description: Reports every change with its diff, writing nothing.
+  diff_mode:
+    support: full
+    description: One diff per changed file (secret tables show keys only).
+notes:
+  - One call per host and run, however many tables and entries.
+seealso:
+  - module: mailops.postfix.lookup_table
+  - module: mailops.postfix.aliases
+  - module: mailops.postfix.postconf
+  - module: mailops.postfix.master_cf
+  - module: mailops.postfix.reload
+"""
+
+EXAMPLES = r"""
+- name: Virtual aliases, a transport map, /etc/aliases and main.cf in one run
+  mailops.postfix.config:
+    tables:
+      - path: /etc/postfix/virtual
+        type: lmdb
+        exclusive: true
+        entries:
+          info@example.tld: alice@example.tld
+          sales@example.tld: [alice@example.tld, bob@example.net]
+      - path: /etc/postfix/transport
+        type: lmdb
+        entries:
+          example.net: "smtp:[mail.example.net]"
+    aliases:
+      path: /etc/aliases
+      type: lmdb
+      entries:
+        postmaster: root
+        root: admin@example.tld
+    params:
+      virtual_alias_domains: example.tld
+      virtual_alias_maps: lmdb:/etc/postfix/virtual
+      transport_maps: lmdb:/etc/postfix/transport
+      alias_maps: lmdb:/etc/aliases
+      alias_database: lmdb:/etc/aliases
+  register: postfix_config
+
+- name: Reload Postfix when main.cf, master.cf or a pattern table changed
+  mailops.postfix.reload:
+  when: postfix_config.reload_required
+"""
+
+RETURN = r"""
+tables:
+  description:
+    - One result per present table, in the order given, as M(mailops.postfix.lookup_table)
+      returns it (without the diff) plus C(path), C(mode_changed) (paths whose mode was set)
+      and C(created) (an empty source was made).
+  returned: always
+  type: list
+  elements: dict
+aliases:
+  description: The aliases file's result, as M(mailops.postfix.aliases) returns it (without the diff).
+  returned: when O(aliases) is given
+  type: dict
+main_cf:
+  description:
+    - C(changed), C(changed_params) (set), C(removed_params), C(restart_params) and
+      C(restart_required) of main.cf.
+  returned: always
+  type: dict
+  sample: {changed: true, changed_params: [virtual_alias_maps], removed_params: [], restart_params: [],
+           restart_required: false}
+master_cf:
+  description: C(changed) and C(changed_services) (C(name/type)) of master.cf.
+  returned: always
+  type: dict
+removed_files:
+  description: Sources and indexes of tables declared absent that were removed.
+  returned: always
+  type: list
+  elements: str
+reload_required:
+  description:
+    - main.cf or master.cf changed, a table without an index changed, or a table was removed:
+      C(postfix reload) makes the daemons see it.
+  returned: always
+  type: bool
+restart_required:
+  description: A main.cf parameter that Postfix reads only at start changed (see RV(main_cf)).
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
+from ansible_collections.mailops.postfix.plugins.module_utils._configuration import apply
+from ansible_collections.mailops.postfix.plugins.module_utils._entries_module import INDEXED_CHOICES
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES
+from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import SERVICE_OPTIONS
+
+
+def checked_services(module, services):
+    """Each service checked against master_cf's own argument spec (defaults filled in)."""
+    validator = ArgumentSpecValidator(SERVICE_OPTIONS)
+    out = []
+    for i, service in enumerate(services):
+        checked = validator.validate(service)
+        if checked.error_messages:
+            module.fail_json(msg="services[%d]: %s" % (i, "; ".join(checked.error_messages)))
+        out.append(checked.validated_parameters)
+    return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            config_dir=dict(type="path", default="/etc/postfix"),
+            tables=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                type=dict(type="str", choices=INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES)),
+                entries=dict(type="dict", default={}),
+                # Passwords (smtp_sasl_password_maps): never logged, never in a diff.
+                secret_entries=dict(type="dict", no_log=True),
+                exclusive=dict(type="bool", default=False),
+                compile=dict(type="bool", default=True),
+                mode=dict(type="raw"),
+                state=dict(type="str", default="present", choices=["present", "absent"]),
+            ), mutually_exclusive=[("entries", "secret_entries")]),
+            aliases=dict(type="dict", options=dict(
+                path=dict(type="path", default="/etc/aliases"),
+                type=dict(type="str", choices=INDEXED_CHOICES),
+                entries=dict(type="dict", default={}),
+                exclusive=dict(type="bool", default=False),
+                compile=dict(type="bool", default=True),
+                allow_unsafe_targets=dict(type="bool", default=False),
+            )),
+            params=dict(type="dict", default={}),
+            params_absent=dict(type="list", elements="str", default=[]),
+            services=dict(type="list", elements="dict", default=[]),
+            backup=dict(type="bool", default=False),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        result = apply(p["config_dir"], tables=p["tables"], aliases=p["aliases"], params=p["params"],
+                       params_absent=p["params_absent"], services=checked_services(module, p["services"]),
+                       backup=p["backup"],
+                       check_mode=module.check_mode, lock_timeout=p["lock_timeout"])
+    except PostfixError as e:
+        module.fail_json(msg=str(e))
+    for part in result["tables"] + ([result["aliases"]] if "aliases" in result else []):
+        for warning in part.pop("source_warnings", []):
+            module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The config module: tables, /etc/aliases, main.cf and master.cf in one run, read back by real
+Postfix (postmap -q / postalias -q for every key, postconf -n, postconf -M), idempotent to the
+mtime, check mode writing nothing, every refusal before any file changes."""
+
+import os
+import stat
+import subprocess
+
+from module_runner import run_module
+from postfix_oracle import postmap_query
+
+VIRTUAL = {"alias%d@example.tld" % i: ["user%d@example.net" % i, "copy%d@example.org" % (i % 7)]
+           for i in range(2000)}
+VIRTUAL["info@example.tld"] = "alice@example.net"
+TRANSPORT = {"example.net": "smtp:[mail.example.net]", "partner.test": "partner:[10.0.0.5]"}
+HEADER_CHECKS = {"/^Subject: .*viagra/": "REJECT no spam here", "/^X-Mailer: bulk/": "DISCARD"}
+ALIASES = {"postmaster": "root", "root": "admin@example.tld", "abuse": ["root", "sec@example.tld"]}
+
+
+def args(conf, **over):
+    a = dict(
+        config_dir=conf,
+        tables=[
+            dict(path=conf + "/virtual", type="hash", entries=VIRTUAL, exclusive=True),
+            dict(path=conf + "/transport", type="lmdb", entries=TRANSPORT, exclusive=True, mode="0640"),
+            dict(path=conf + "/header_checks", type="regexp", entries=HEADER_CHECKS, exclusive=True),
+            dict(path=conf + "/relay_recipients", type="cdb"),
+        ],
+        aliases=dict(path=conf + "/aliases", type="hash", entries=ALIASES, exclusive=True),
+        params=dict(virtual_alias_domains="example.tld", virtual_alias_maps="hash:%s/virtual" % conf,
+                    transport_maps="lmdb:%s/transport" % conf, header_checks="regexp:%s/header_checks" % conf,
+                    alias_maps="hash:%s/aliases" % conf, alias_database="hash:%s/aliases" % conf),
+        services=[dict(name="partner", type="unix", private="-", chroot="n", command="smtp",
+                       options={"smtp_helo_name": "mx.example.tld"})],
+    )
+    a.update(over)
+    return a
+
+
+def files(conf):
+    """Every file in the config dir with its mtime and mode (what 'nothing changed' means)."""
+    out = {}
+    for name in sorted(os.listdir(conf)):
+        st = os.stat(os.path.join(conf, name))
+        out[name] = (st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_size)
+    return out
+
+
+def postconf(conf, *flags):
+    return subprocess.run(["postconf", "-c", conf] + list(flags), capture_output=True, text=True,
+                          check=True).stdout
+
+
+def expected(entries):
+    return dict((k.encode(), (", ".join(v) if isinstance(v, list) else v).encode()) for k, v in entries.items())
+
+
+def test_one_run_sets_every_file_real_postfix_reads_them(conf):
+    res = run_module("config", args(conf))
+    assert res["changed"] and res["reload_required"] and not res["restart_required"]
+    assert sorted(res["main_cf"]["changed_params"]) == sorted(args(conf)["params"])
+    # Every key, through real postmap / postalias.
+    assert postmap_query(conf, "hash:%s/virtual" % conf, list(expected(VIRTUAL))) == expected(VIRTUAL)
+    assert postmap_query(conf, "lmdb:%s/transport" % conf, list(expected(TRANSPORT))) == expected(TRANSPORT)
+    got = subprocess.run(["postalias", "-c", conf, "-q", "-", "hash:%s/aliases" % conf], check=True,
+                         input=b"".join(k + b"\n" for k in expected(ALIASES)), capture_output=True).stdout
+    # postalias -q - prints each found name as "name:<TAB>value".
+    assert dict(line.split(b":\t", 1) for line in got.splitlines()) == expected(ALIASES)
+    assert postmap_query(conf, "regexp:%s/header_checks" % conf, [b"Subject: buy viagra now"]) == {
+        b"Subject: buy viagra now": b"REJECT no spam here"}
+    # A declared table without entries: an empty source and index (postmap -s lists nothing).
+    assert os.path.getsize(conf + "/relay_recipients") == 0 and os.path.exists(conf + "/relay_recipients.cdb")
+    n = postconf(conf, "-n")
+    for name, value in args(conf)["params"].items():
+        assert "%s = %s\n" % (name, value) in n
+    assert "smtp_helo_name=mx.example.tld" in postconf(conf, "-M", "partner/unix")
+    # The mode asked for: source and index.
+    assert stat.S_IMODE(os.stat(conf + "/transport").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(conf + "/transport.lmdb").st_mode) == 0o640
+    # main.cf written last: it names indexes that existed before it.
+    assert os.stat(conf + "/main.cf").st_mtime_ns >= os.stat(conf + "/virtual.db").st_mtime_ns
+    # One diff per changed file.
+    headers = [d["after_header"] for d in res["diff"]]
+    for name in ("virtual", "transport", "header_checks", "aliases", "main.cf", "master.cf"):
+        assert conf + "/" + name in headers, headers
+
+    before = files(conf)
+    again = run_module("config", args(conf))
+    assert not again["changed"] and not again["reload_required"] and "diff" not in again
+    assert files(conf) == before
+
+
+def test_check_mode_previews_and_writes_nothing(conf):
+    run_module("config", args(conf))
+    before = files(conf)
+    changed = dict(VIRTUAL, **{"info@example.tld": "bob@example.net"})
+    a = args(conf, params=dict(args(conf)["params"], smtpd_banner="$myhostname ESMTP"))
+    a["tables"][0]["entries"] = changed
+    res = run_module("config", a, check_mode=True)
+    assert res["changed"] and res["reload_required"]
+    text = "\n".join(d["after"] for d in res["diff"])
+    assert "info@example.tld\tbob@example.net" in text and "smtpd_banner = $myhostname ESMTP" in text
+    assert files(conf) == before
+
+
+def test_a_refusal_anywhere_changes_no_file(conf):
+    run_module("config", args(conf))
+    before = files(conf)
+    # A changed virtual map, and a bad regular expression in a later table: the host's Postfix
+    # refuses the pattern; the virtual map must not have been written either.
+    a = args(conf)
+    a["tables"][0]["entries"] = dict(VIRTUAL, **{"new@example.tld": "x@example.net"})
+    a["tables"][2]["entries"] = dict(HEADER_CHECKS, **{"/^Subject: (unbalanced/": "REJECT"})
+    res = run_module("config", a, fail_ok=True)
+    assert res.get("failed") and "header_checks" in res["msg"], res
+    assert files(conf) == before
+    # A domain in two address classes (main.cf check) with a changed table: nothing written.
+    a = args(conf, params=dict(args(conf)["params"], mydestination="example.tld, localhost"))
+    a["tables"][0]["entries"] = dict(VIRTUAL, **{"new@example.tld": "x@example.net"})
+    res = run_module("config", a, fail_ok=True)
+    assert res.get("failed") and "example.tld" in res["msg"], res
+    assert files(conf) == before
+    # An aliases value that would inject a line, and a bad service field.
+    a = args(conf)
+    a["aliases"]["entries"] = dict(ALIASES, evil="root\nroot: /tmp/x")
+    assert run_module("config", a, fail_ok=True).get("failed")
+    a = args(conf)
+    a["services"] = [dict(name="partner", type="unix", chroot="maybe", command="smtp")]
+    res = run_module("config", a, fail_ok=True)
+    assert res.get("failed"), res
+    assert files(conf) == before
+
+
+def test_absent_table_removed_after_main_cf_stops_naming_it(conf):
+    run_module("config", args(conf))
+    a = args(conf, params=dict((k, v) for k, v in args(conf)["params"].items() if k != "transport_maps"),
+             params_absent=["transport_maps"])
+    a["tables"][1]["state"] = "absent"
+    res = run_module("config", a)
+    assert sorted(res["removed_files"]) == [conf + "/transport", conf + "/transport.lmdb"]
+    assert res["main_cf"]["removed_params"] == ["transport_maps"] and res["reload_required"]
+    assert "transport_maps" not in postconf(conf, "-n")
+    assert not os.path.exists(conf + "/transport")
+    again = run_module("config", a)
+    assert not again["changed"] and again["removed_files"] == []
+
+
+def test_secret_table_values_never_in_the_result(conf):
+    secret = "Pw-Delta-51zq"
+    a = dict(config_dir=conf, tables=[dict(path=conf + "/sasl_passwd", type="hash",
+                                           secret_entries={"[smtp.example.net]:587": "user:" + secret})])
+    res = run_module("config", a)
+    assert secret not in repr(res)
+    assert stat.S_IMODE(os.stat(conf + "/sasl_passwd").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(conf + "/sasl_passwd.db").st_mode) == 0o600
+    assert postmap_query(conf, "hash:%s/sasl_passwd" % conf, [b"[smtp.example.net]:587"]) == {
+        b"[smtp.example.net]:587": ("user:" + secret).encode()}
