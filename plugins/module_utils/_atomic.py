@@ -49,6 +49,24 @@ def _strerror(exc):
     return exc.strerror or str(exc)
 
 
+def read_bytes(path, missing_ok=False, missing="%s: no such file", cannot="%s: cannot read: %s",
+               missing_error=PostfixError):
+    """The whole of ``path`` as bytes: the one read of main.cf, master.cf and table sources.
+
+    A missing file is ``b""`` with ``missing_ok``, else ``missing_error(missing % path)``;
+    any other OSError is ``PostfixError(cannot % (path, strerror))``. The callers keep their
+    own wording through ``missing`` and ``cannot``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return b""
+        raise missing_error(missing % path)
+    except OSError as e:
+        raise PostfixError(cannot % (path, _strerror(e)))
+
+
 def index_mode(source_mode):
     """Mode postmap gives a new index built from a source with ``source_mode``."""
     return 0o600 | (stat.S_IMODE(source_mode) & 0o044)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
 # ISSPACE in Postfix is ASCII isspace().
@@ -119,16 +120,7 @@ class MainCf(object):
 
     @classmethod
     def load(cls, path, missing_ok=False):
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            if missing_ok:
-                return cls(b"", path)
-            raise PostfixError("%s: file not found" % path)
-        except (OSError, IOError) as e:
-            raise PostfixError("%s: cannot read: %s" % (path, e.strerror or e))
-        return cls(data, path)
+        return cls(_atomic.read_bytes(path, missing_ok, missing="%s: file not found"), path)
 
     def render(self):
         return b"".join(self.lines)
