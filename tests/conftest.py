@@ -27,6 +27,17 @@ from postfix_instance import PostfixInstance  # noqa: E402
 
 
 @pytest.fixture
+def conf(tmp_path):
+    """A settled config dir: a main.cf dated back to the epoch (Postfix tools wait for a main.cf
+    modified in the last seconds to settle before reading it) that references no table."""
+    d = tmp_path / "etc"
+    d.mkdir()
+    (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.tld\n")
+    os.utime(d / "main.cf", (1, 1))
+    return str(d)
+
+
+@pytest.fixture
 def postfix_instance():
     """A real Postfix with its own config dir, queue, log and SMTP port (not started).
 

@@ -87,6 +87,16 @@ def postmap_query(confdir, spec, keys):
     return dict(line.split(b"\t", 1) for line in proc.stdout.splitlines())
 
 
+def postmap_q(confdir, key, spec, no_warnings=False):
+    """The value real ``postmap -q KEY SPEC`` prints, None when it exits non-zero (not found).
+    With ``no_warnings``, any warning or fatal line postmap prints fails the test: for pattern
+    tables Postfix skips a line it cannot parse with only a warning (dict_regexp.c, dict_cidr.c)."""
+    proc = subprocess.run(["postmap", "-c", confdir, "-q", key, spec], capture_output=True, text=True, check=False)
+    if no_warnings:
+        assert "warning" not in proc.stderr and "fatal" not in proc.stderr, proc.stderr
+    return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
+
+
 def random_records(rng, n, value_len=60):
     """``n`` records with unique keys in random order, values of up to ``value_len`` chars."""
     keys = set()

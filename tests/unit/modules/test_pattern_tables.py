@@ -8,22 +8,13 @@ import subprocess
 import pytest
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
+import postfix_oracle
 from module_runner import run_module
 
 
 def postmap_q(conf, key, spec):
-    proc = subprocess.run(["postmap", "-c", conf, "-q", key, spec], capture_output=True, text=True, check=False)
-    assert "warning" not in proc.stderr and "fatal" not in proc.stderr, proc.stderr
-    return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
-
-
-@pytest.fixture
-def conf(tmp_path):
-    d = tmp_path / "etc"
-    d.mkdir()
-    (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.tld\n")
-    os.utime(d / "main.cf", (1, 1))     # settled: Postfix tools wait for a fresh main.cf
-    return str(d)
+    # Postfix skips a pattern line it cannot parse with only a warning: none may appear.
+    return postfix_oracle.postmap_q(conf, key, spec, no_warnings=True)
 
 
 def snapshot(path):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from module_runner import run_module
+from postfix_oracle import postmap_q
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TARGET_PYTHON = "/usr/bin/python3"
@@ -20,20 +21,6 @@ OTHER = "[mail.example.org]:submission"
 
 def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def postmap_q(conf, key, spec):
-    proc = subprocess.run(["postmap", "-c", conf, "-q", key, spec], capture_output=True, text=True, check=False)
-    return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
-
-
-@pytest.fixture
-def conf(tmp_path):
-    d = tmp_path / "etc"
-    d.mkdir()
-    (d / "main.cf").write_text("compatibility_level = 3.6\nmyhostname = mx.example.tld\n")
-    os.utime(d / "main.cf", (1, 1))     # settled: Postfix tools wait for a fresh main.cf
-    return str(d)
 
 
 # -- a real ansible-playbook run ----------------------------------------------------------------
