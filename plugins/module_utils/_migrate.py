@@ -73,7 +73,9 @@ def is_cache(name):
 # -- rewriting a raw value -----------------------------------------------------------------
 # A type prefix starts a list element (start, blank, comma), a braced group ("{") or sits
 # after a wrapper ("proxy:"): the places dict_open()/maps_create() read a type.
-_TYPE_AT = re.compile(r"(^|[\s,{]|(?<=proxy):)(hash|btree):", re.I)
+# The name after it is an absolute path or starts with a $parameter (inline:{...} contents
+# and other text are left alone).
+_TYPE_AT = re.compile(r"(^|[\s,{]|(?<=proxy):)(hash|btree):(?=[/$])", re.I)
 
 
 def retype_raw(raw, new_type):
@@ -95,7 +97,7 @@ def read_old_index(typ, path, kind, config_dir):
     the host's ``postmap -s`` / ``postalias -s`` (we have no btree reader)."""
     index = _db.index_path(path, typ)
     if not os.path.exists(index):
-        raise PostfixError("%s:%s: index %s does not exist" % (typ, path, index))
+        raise PostfixError("index %s does not exist" % index)
     if typ == "hash":
         from ansible_collections.mailops.postfix.plugins.module_utils._db import hash as db_hash
         out = {}
@@ -103,15 +105,15 @@ def read_old_index(typ, path, kind, config_dir):
             for k, v in db_hash.read(index):
                 out[_strip(k)] = _strip(v)
         except PostfixError as e:
-            raise PostfixError("%s:%s: old index unreadable: %s" % (typ, path, e))
+            raise PostfixError("old index unreadable: %s" % e)
         return out
     tool = _postfix.which("postalias" if kind == ALIASES else "postmap")
     if not tool:
-        raise PostfixError("%s:%s: no postmap/postalias to read a btree index with" % (typ, path))
+        raise PostfixError("no postmap/postalias to read the btree index %s with" % index)
     argv = [tool, "-c", config_dir, "-s", "%s:%s" % (typ, path)]
     rc, out, err = _run_bytes(argv)
     if rc != 0 or re.search(rb": (fatal|panic|warning): ", err):
-        raise PostfixError("%s:%s: old index unreadable: %s" % (typ, path, err.decode("utf-8", "replace").strip()))
+        raise PostfixError("old index unreadable: %s" % err.decode("utf-8", "replace").strip())
     # postmap.c/postalias.c: "key<TAB>value" and "key:<TAB>value".
     sep = b":\t" if kind == ALIASES else b"\t"
     records = {}
@@ -185,6 +187,8 @@ class Migration(object):
         self.log_file = log_file
         self.log_wait = log_wait
         self.binary = binary if binary is not None else _postfix.Binary()
+        self._config = None
+        self._jobs = {}
 
     def new_type(self, parameter):
         return self.cache_type if is_cache(parameter) else self.to
@@ -383,7 +387,9 @@ class Migration(object):
         return []
 
     def _table(self, job):
-        config = _mapbuild.load_config(self.config_dir)
+        if self._config is None:
+            self._config = _postfix.load(self.config_dir, self.binary, missing_ok=True)[1]
+        config = self._config
         return _mapbuild.Table(job["path"], job["new_type"], kind=_mapbuild.ALIASES if job["kind"] == ALIASES
                                else _mapbuild.TABLE, smtputf8=_mapbuild.smtputf8_enabled(config),
                                hostname=config.value("myhostname"), type_origin="migrate_tables",
@@ -553,6 +559,10 @@ class Migration(object):
 
     # -- the log after the reload ----------------------------------------------------------
     def _log_mark(self):
+        configured = self.log_file or _maillog.maillog_file(self.config_dir)[0]
+        if configured and not configured.startswith("/dev/") and not os.path.exists(configured):
+            # postlogd(8) creates maillog_file with its first line.
+            return ("file", configured, 0)
         kind, where, _w = _maillog.resolve(self.log_file, self.config_dir)
         if kind == "file":
             try:

@@ -267,3 +267,33 @@ def test_fault_after_rewrite_restores_and_postfix_still_delivers(postfix_instanc
     msgid = pf.send("bob@%s" % VIRT)
     pf.wait_for_delivery("bob", msgid)
     assert pf.rcpt_code("blocked@%s" % VIRT)[0] == 554
+
+
+def test_btree_table_and_lost_source_to_cdb(postfix_instance):
+    """A btree: table (read through the host's postmap -s) and a hash: table whose source is
+    gone (dump_missing_sources), to cdb, on a stopped instance (no reload)."""
+    pf = postfix_instance
+    etc = pf.config_dir
+    (etc / "transport").write_text("".join("%s %s\n" % kv for kv in TABLES["transport"].items()))
+    pf.run("postmap", "btree:%s" % (etc / "transport"))
+    (etc / "virtual").write_text("".join("%s %s\n" % kv for kv in TABLES["virtual"].items()))
+    pf.run("postmap", "hash:%s" % (etc / "virtual"))
+    (etc / "virtual").unlink()
+    pf.write_main(transport_maps="btree:%s" % (etc / "transport"), virtual_alias_maps="hash:%s" % (etc / "virtual"),
+                  virtual_alias_domains=VIRT)
+    res = migrate(pf, to="cdb", fail_ok=True)
+    assert res["failed"] and res["problems"] == [
+        "hash:%s/virtual (virtual_alias_maps): source %s/virtual is missing (only the index %s/virtual.db exists); "
+        "set dump_missing_sources=true to write the source from the index" % (etc, etc, etc)], res
+    assert not (etc / "virtual").exists() and not list(etc.glob("*.cdb"))
+    res = migrate(pf, to="cdb", dump_missing_sources=True)
+    assert res["changed"] and not res["reloaded"], res
+    actions = dict((t["path"].rsplit("/", 1)[1], t["action"]) for t in res["plan"]["tables"])
+    assert (actions["transport"], actions["virtual"], actions["vmailbox"]) == ("compile", "dump source, compile",
+                                                                              "compile")
+    # The source written from the index, then compiled; real postmap -q answers every key.
+    assert sorted((etc / "virtual").read_text().splitlines()) == sorted("%s %s" % kv for kv in TABLES["virtual"].items())
+    for name in ("transport", "virtual"):
+        assert query_all(pf, "cdb", name, TABLES[name]) == TABLES[name]
+    assert old_types_left(pf.postconf("-n")) == []
+    assert migrate(pf, to="cdb")["changed"] is False

@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The migrate_tables plan without Postfix: which references move, to what, how tables and
+caches are told apart, what is refused. Old indexes are written with our hash writer;
+``postconf -d`` and ``postconf -m`` are stand-ins (Postfix 3.7's values that matter here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.mailops.postfix.plugins.module_utils import _mapbuild, _migrate
+
+DEFAULTS_37 = {
+    "address_verify_map": "btree:$data_directory/verify_cache",
+    "postscreen_cache_map": "btree:$data_directory/postscreen_cache",
+    "alias_maps": "hash:/nonexistent/aliases, nis:mail.aliases",
+    "alias_database": "hash:/nonexistent/aliases",
+    "default_database_type": "hash",
+    "data_directory": "/var/lib/postfix",
+    "myhostname": "mx.example",
+    "smtputf8_enable": "yes",
+    "proxy_read_maps": "$virtual_alias_maps $transport_maps",
+}
+TYPES = ["btree", "cdb", "hash", "lmdb", "pcre", "proxy", "regexp", "texthash", "unionmap"]
+
+
+class Binary(object):
+    """postconf -d stand-in; ``cache_type`` adds Postfix 3.11's default_cache_db_type."""
+
+    postconf = "/nonexistent/postconf"
+
+    def __init__(self, extra=None):
+        self._d = dict(DEFAULTS_37, **(extra or {}))
+
+    def __bool__(self):
+        return True
+
+    def defaults(self, config_dir=None):
+        return self._d
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    monkeypatch.setattr(_migrate.Migration, "map_types", lambda self: list(TYPES))
+    etc = tmp_path / "etc"
+    etc.mkdir()
+
+    def table(name, text, kind=_mapbuild.TABLE, typ="hash"):
+        (etc / name).write_text(text)
+        _mapbuild.Table(str(etc / name), typ, kind=kind, hostname="mx.example").ensure()
+        return "%s:%s" % (typ, etc / name)
+
+    return etc, table
+
+
+def write(etc, main, master=""):
+    (etc / "main.cf").write_text(main)
+    (etc / "master.cf").write_text(master)
+
+
+def plan(etc, binary=None, **kw):
+    return _migrate.Migration(str(etc), binary=binary or Binary(), **kw).plan()
+
+
+@pytest.mark.parametrize("raw, new, want", [
+    ("hash:/etc/postfix/virtual", "lmdb", "lmdb:/etc/postfix/virtual"),
+    ("proxy:hash:/a, btree:$data_directory/x", "cdb", "proxy:cdb:/a, cdb:$data_directory/x"),
+    ("unionmap:{hash:/a,btree:/b} pipemap:{ hash:/c, texthash:/d }", "lmdb",
+     "unionmap:{lmdb:/a,lmdb:/b} pipemap:{ lmdb:/c, texthash:/d }"),
+    ("check_recipient_access hash:/a, permit", "lmdb", "check_recipient_access lmdb:/a, permit"),
+    ("HASH:/a", "lmdb", "lmdb:/a"),
+    ("texthash:/a mysql:/etc/x.cf rehash:/a", "lmdb", "texthash:/a mysql:/etc/x.cf rehash:/a"),
+    ("inline:{ hash:x=y }, hash:relative", "lmdb", "inline:{ hash:x=y }, hash:relative"),
+    ("$default_database_type:/etc/aliases", "lmdb", "$default_database_type:/etc/aliases"),
+])
+def test_retype_raw(raw, new, want):
+    assert _migrate.retype_raw(raw, new) == want
+
+
+def test_plan_tables_aliases_caches_overrides_defaults(host):
+    etc, table = host
+    virtual = table("virtual", "a@x.test b@y.test\n")
+    transport = table("transport", "x.test smtp:[h]\n")
+    access = table("access", "bad@x.test REJECT\n")
+    aliases = table("aliases", "info: root\n", kind=_mapbuild.ALIASES)
+    write(etc, "default_database_type = hash\n"
+               "vmaps = %s\n"
+               "virtual_alias_maps = $vmaps, unionmap:{%s, texthash:%s/t}\n"
+               "transport_maps = proxy:%s\n"
+               "proxy_read_maps = proxy:%s $virtual_alias_maps\n"
+               "alias_maps = %s\n"
+               "alias_database = %s\n"
+               "smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n"
+               % (virtual, virtual, etc, transport, transport, aliases, aliases),
+          "smtp inet n - n - - smtpd\n  -o smtpd_recipient_restrictions=check_recipient_access,%s,permit\n" % access)
+    p = plan(etc)
+    refs = dict(((r["parameter"], r["service"]), r) for r in p["references"])
+    # $vmaps is rewritten where it is defined; virtual_alias_maps names the table again in a unionmap.
+    assert p["main_cf_params"] == sorted([
+        "address_verify_map", "alias_database", "alias_maps", "default_database_type",
+        "postscreen_cache_map", "proxy_read_maps", "smtp_tls_session_cache_database", "transport_maps",
+        "virtual_alias_maps", "vmaps"])
+    assert refs[("vmaps", None)]["new"] == "lmdb:%s/virtual" % etc
+    assert refs[("transport_maps", None)]["old_index"] == "%s/transport.db" % etc
+    assert refs[("alias_maps", None)]["kind"] == "aliases" and refs[("alias_maps", None)]["action"] == "compile"
+    o = refs[("smtpd_recipient_restrictions", "smtp/inet")]
+    assert (o["origin"], o["new"], o["kind"]) == ("master.cf:1", "lmdb:%s/access" % etc, "table")
+    c = refs[("smtp_tls_session_cache_database", None)]
+    assert (c["kind"], c["source"], c["action"], c["new"]) == ("cache", None, "retype",
+                                                              "lmdb:/var/lib/postfix/smtp_scache")
+    assert refs[("address_verify_map", None)]["origin"] == "default"
+    assert p["default_types"] == {"default_database_type": {"before": "hash", "after": "lmdb"}}
+    # Defaults naming tables that exist nowhere are left as they are (noted).
+    assert not any(r["parameter"] == "alias_maps" and r["origin"] == "default" for r in p["references"])
+    after = p["main_cf"]["after"].decode()
+    assert "vmaps = lmdb:%s/virtual\n" % etc in after
+    assert "virtual_alias_maps = $vmaps, unionmap:{lmdb:%s/virtual, texthash:%s/t}\n" % (etc, etc) in after
+    assert "transport_maps = proxy:lmdb:%s/transport\n" % etc in after
+    assert "smtp_tls_session_cache_database = lmdb:${data_directory}/smtp_scache\n" in after
+    assert "address_verify_map = lmdb:$data_directory/verify_cache\n" in after
+    assert "default_database_type = lmdb\n" in after
+    assert "check_recipient_access,lmdb:%s/access,permit" % etc in p["master_cf"]["after"]
+    tables = dict((t["path"].rsplit("/", 1)[1], t) for t in p["tables"])
+    assert tables["virtual"]["keys"] == 1 and tables["aliases"]["keys"] == 1 + 3  # @, YP_*
+    assert sorted(tables["virtual"]["parameters"]) == ["proxy_read_maps", "virtual_alias_maps", "vmaps"]
+
+    # The same configuration, migrated, plans nothing.
+    (etc / "main.cf").write_bytes(p["main_cf"]["after"])
+    (etc / "master.cf").write_text(p["master_cf"]["after"])
+    again = plan(etc)
+    assert again["references"] == [] and again["main_cf"]["after"] == again["main_cf"]["before"]
+    assert again["master_cf"]["after"] == again["master_cf"]["before"] and again["remove_old"] == []
+    # keep_old=False: the .db files of what is now lmdb, and nothing else.
+    (etc / "unrelated.db").write_bytes(b"")
+    gone = plan(etc, keep_old=False)["remove_old"]
+    assert gone == sorted("%s/%s.db" % (etc, n) for n in ("access", "aliases", "transport", "virtual"))
+
+
+def test_postfix_311_default_cache_db_type(host):
+    etc, table = host
+    binary = Binary({"default_cache_db_type": "btree", "address_verify_map": "$default_cache_db_type:$data_directory/v",
+                     "postscreen_cache_map": "$default_cache_db_type:$data_directory/p"})
+    write(etc, "compatibility_level = 3.11\n")
+    p = plan(etc, binary=binary, cache_type="lmdb")
+    assert p["default_types"] == {"default_database_type": {"before": "hash", "after": "lmdb"},
+                                  "default_cache_db_type": {"before": "btree", "after": "lmdb"}}
+    # The defaults follow $default_cache_db_type: nothing else to set.
+    assert p["main_cf_params"] == ["default_cache_db_type", "default_database_type"]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("source missing", "source %(etc)s/virtual is missing (only the index %(etc)s/virtual.db exists); "
+                       "set dump_missing_sources=true"),
+    ("index missing", "index %(etc)s/virtual.db is missing; run postmap first"),
+    ("nothing", "neither the source nor the index %(etc)s/virtual.db exists"),
+    ("corrupt", "old index unreadable"),
+    ("syntax", "%(etc)s/virtual:2: expected format: key whitespace value"),
+])
+def test_refused_naming_the_table(host, case, needle):
+    etc, table = host
+    spec = table("virtual", "a@x.test b@y.test\n")
+    path = etc / "virtual"
+    if case == "source missing":
+        path.unlink()
+    elif case == "index missing":
+        (etc / "virtual.db").unlink()
+    elif case == "nothing":
+        path.unlink()
+        (etc / "virtual.db").unlink()
+    elif case == "corrupt":
+        (etc / "virtual.db").write_bytes(b"\0" * 4096)
+    else:
+        path.write_text("a@x.test b@y.test\nnovalue\n")
+    write(etc, "virtual_alias_maps = %s\n" % spec)
+    with pytest.raises(_migrate.Refused) as info:
+        plan(etc)
+    want = "hash:%s (virtual_alias_maps): " % path + needle % dict(etc=etc)
+    assert any(p.startswith(want) for p in info.value.problems), info.value.problems
+    # The plan comes along with the refusal (check mode shows it).
+    assert info.value.plan["references"][0]["old"] == spec
+
+
+def test_refused_types_the_host_lacks(host, monkeypatch):
+    etc, table = host
+    write(etc, "virtual_alias_maps = %s\n" % table("virtual", "a@x.test b\n"))
+    monkeypatch.setattr(_migrate.Migration, "map_types", lambda self: ["hash", "btree", "cdb"])
+    with pytest.raises(_migrate.Refused) as info:
+        plan(etc)
+    assert any("to=lmdb: this Postfix has no lmdb table type" in p for p in info.value.problems)
+    assert any("cache_type=lmdb" in p for p in info.value.problems)
+    assert plan(etc, to="cdb", cache_type="cdb")["references"][0]["new"] == "cdb:%s/virtual" % etc
+
+
+def test_untyped_alias_database_follows_default_database_type(host):
+    etc, table = host
+    table("aliases", "info: root\n", kind=_mapbuild.ALIASES)
+    write(etc, "alias_database = %s/aliases\nalias_maps = $default_database_type:%s/aliases\n" % (etc, etc))
+    p = plan(etc, to="cdb")
+    origins = sorted((r["parameter"], r["origin"]) for r in p["references"] if r["kind"] != "cache")
+    assert origins == [("alias_database", "default_database_type"), ("alias_maps", "main.cf")]
+    # Nothing to rewrite but the default type: both follow it (alias_maps is set to its own value).
+    assert p["main_cf_params"] == ["address_verify_map", "alias_maps", "default_database_type",
+                                   "postscreen_cache_map"]
+    assert "\ndefault_database_type = cdb\n" in p["main_cf"]["after"].decode()
+    assert "alias_maps = $default_database_type:" in p["main_cf"]["after"].decode()
+
+
+def test_compare_names_keys():
+    old = {b"a": b"1", b"b": b"2", b"YP_LAST_MODIFIED": b"1"}
+    assert _migrate.compare(old, {b"a": b"1", b"b": b"2", b"YP_LAST_MODIFIED": b"9"}, "t") is None
+    msg = _migrate.compare(old, {b"a": b"x", b"c": b"3", b"YP_LAST_MODIFIED": b"1"}, "t")
+    assert msg == "t: 1 not found (b); 1 with another value (a); 1 not in the old index (c)"
