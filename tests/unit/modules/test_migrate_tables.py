@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from module_runner import run_module
-from postfix_instance import MAILBOX_DOMAIN
+from postfix_instance import MAILBOX_DOMAIN, private_instance
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _migrate
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # playbook_runner beside this file
+from playbook_runner import ROOT, run_playbook  # noqa: E402
 
 VIRT = "virt.test"
 TRANS = "trans.test"
@@ -297,3 +302,48 @@ def test_btree_table_and_lost_source_to_cdb(postfix_instance):
         assert query_all(pf, "cdb", name, TABLES[name]) == TABLES[name]
     assert old_types_left(pf.postconf("-n")) == []
     assert migrate(pf, to="cdb")["changed"] is False
+
+
+def test_playbook_check_mode_prints_the_plan_then_migrates(postfix_instance):
+    pf = postfix_instance
+    setup_host(pf, start=False)
+    etc = pf.config_dir
+    times = mtimes(pf)
+    rc, out = run_playbook(pf, "migrate_tables", "--check", "-e", "target=all")
+    assert rc == 0, out
+    assert "hash:%s/virtual -> lmdb:%s/virtual" % (etc, etc) in out, out
+    assert "btree:%s/smtp_scache -> lmdb:%s/smtp_scache" % (pf.data_dir, pf.data_dir) in out, out
+    assert mtimes(pf) == times
+    rc, out = run_playbook(pf, "migrate_tables", "-e", "target=all", "-e", "to=cdb")
+    assert rc == 0 and "changed=1" in out, out
+    assert "cdb:%s/virtual: keys 3" % etc in out, out
+    assert old_types_left(pf.postconf("-n") + pf.postconf("-P")) == []
+
+
+def test_playbook_stops_at_the_first_failing_host(postfix_instance, tmp_path):
+    """Two hosts (two instances on localhost), serial 1: the first one's broken source refuses
+    its migration, and the second host is never touched."""
+    first = postfix_instance
+    setup_host(first, start=False)
+    with open(first.config_dir / "virtual", "a") as f:
+        f.write("no-value-here\n")
+    with private_instance(myhostname="second.test.example") as second:
+        setup_host(second, start=False)
+        times = mtimes(second)
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(
+            "mail_servers:\n  hosts:\n"
+            + "".join("    %s:\n      ansible_connection: local\n      ansible_python_interpreter: %s\n"
+                      "      config_dir: %s\n" % (name, sys.executable, pf.config_dir)
+                      for name, pf in (("mx1", first), ("mx2", second))))
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build", "collections"),
+                   ANSIBLE_NOCOLOR="1")
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+                               "-e", "ansible_become=false", os.path.join(ROOT, "playbooks", "migrate_tables.yml")],
+                              env=env, capture_output=True, text=True, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out
+        assert "%s/virtual:4: expected format" % first.config_dir in out, out
+        assert "mx2" not in out.split("PLAY RECAP")[0], out
+        assert mtimes(second) == times
+        assert not list(first.config_dir.glob("*.lmdb"))
