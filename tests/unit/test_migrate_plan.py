@@ -211,3 +211,33 @@ def test_compare_names_keys():
     assert _migrate.compare(old, {b"a": b"1", b"b": b"2", b"YP_LAST_MODIFIED": b"9"}, "t") is None
     msg = _migrate.compare(old, {b"a": b"x", b"c": b"3", b"YP_LAST_MODIFIED": b"1"}, "t")
     assert msg == "t: 1 not found (b); 1 with another value (a); 1 not in the old index (c)"
+
+
+def test_check_log_reads_only_this_instance_since_the_mark(tmp_path):
+    log = tmp_path / "mail.log"
+    old = "Dec  2 03:00:00 mx postfix/smtpd[1]: fatal: an old problem, before the reload\n"
+    log.write_text(old)
+    (tmp_path / "main.cf").write_text("syslog_name = postfix-out\n")
+    m = _migrate.Migration(str(tmp_path), binary=Binary(), log_file=str(log), log_wait=0)
+    mark = m._log_mark()
+    assert mark == ("file", str(log), len(old))
+    with open(log, "a") as f:
+        f.write("Dec  2 03:01:00 mx postfix-out/master[7]: reload -- version 3.7.11, configuration %s\n" % tmp_path
+                + "Dec  2 03:01:01 mx postfix/smtpd[8]: fatal: another instance's problem\n"
+                + "Dec  2 03:01:01 mx postfix-out/trivial-rewrite[9]: fatal: unsupported dictionary type: lmdb\n"
+                + "Dec  2 03:01:01 mx postfix-out/smtpd[10]: error: open database /etc/postfix/x.lmdb: No such file\n"
+                + "Dec  2 03:01:01 mx postfix-out/smtpd[10]: connect from localhost[127.0.0.1]\n")
+    problems = m.check_log(mark, 0)
+    assert [p.split("]: ", 1)[1] for p in problems] == [
+        "fatal: unsupported dictionary type: lmdb", "error: open database /etc/postfix/x.lmdb: No such file"]
+
+
+def test_check_log_without_a_reload_line_is_a_problem(tmp_path, monkeypatch):
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    (tmp_path / "main.cf").write_text("")
+    m = _migrate.Migration(str(tmp_path), binary=Binary(), log_file=str(log), log_wait=0)
+    ticks = iter(range(0, 1000, 5))
+    monkeypatch.setattr(_migrate.time, "time", lambda: next(ticks))
+    monkeypatch.setattr(_migrate.time, "sleep", lambda s: None)
+    assert m.check_log(m._log_mark(), 0) == ["%s: no reload line logged within 10 s" % log]
