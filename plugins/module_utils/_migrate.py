@@ -480,16 +480,18 @@ class Migration(object):
         old = job["records"]
         spec = "%s:%s" % (job["new_type"], job["path"])
         what = "%s:%s -> %s" % (job["old_type"], job["path"], spec)
-        stored = dict((_strip(k), _strip(v)) for k, v in table.format.read(table.index))
+        raw = dict((_strip(k), (k, v)) for k, v in table.format.read(table.index))
+        stored = dict((k, _strip(v)) for k, (_rk, v) in raw.items())
         problem = compare(old, stored, what + " (new index records)")
         if problem is None:
-            looked = {}
-            for k in old:
-                v = table.lookup(k)
-                if v is not None:
-                    looked[k] = v
-            looked.update((k, stored[k]) for k in stored if k not in old)
-            problem = compare(old, looked, what + " (lookups)")
+            # Each record looked up the way Postfix's reader finds it (the format's verify:
+            # liblmdb's lookup, cdb_find's probing), with the bytes stored (postalias keeps
+            # the YP_* records without the NUL the others have).
+            keys = [raw[k][0] for k in old]
+            reason = table.format.verify(table.index, keys, [raw[k][1] for k in old],
+                                         tuple(raw[k.encode()][0] for k in VOLATILE_KEYS if k.encode() in raw))
+            if reason:
+                problem = "%s (lookups): %s" % (what, reason)
         if problem is None:
             # postalias stores the YP_* records without the NUL the others have, and a
             # process that found one convention no longer tries the other (dict_db.c,
