@@ -371,20 +371,26 @@ class Migration(object):
         if not has_source and not self.dump_missing_sources:
             return ["%s: source %s is missing (only the index %s exists); set dump_missing_sources=true to write "
                     "the source from the index" % (what, job["path"], job["old_index"])]
+        problems = []
+        if has_source and _db.stale_by_mtime(job["path"], job["old_index"]):
+            # Postfix warns "database ... is older than source file" and serves the old index:
+            # the migration proves the new index against what Postfix serves today.
+            problems.append("%s: index %s is older than its source; run %s first" % (
+                what, job["old_index"], "newaliases" if job["kind"] == ALIASES else "postmap"))
         job["action"] = "compile" if has_source else "dump source, compile"
         if not read_old:
-            return []
+            return problems
         try:
             job["records"] = read_old_index(job["old_type"], job["path"], job["kind"], self.config_dir)
+            job["keys"] = len(job["records"])
         except PostfixError as e:
-            return ["%s: %s" % (what, e)]
-        job["keys"] = len(job["records"])
+            problems.append("%s: %s" % (what, e))
         if has_source:
             try:
                 self._table(job).stored_records()
             except PostfixError as e:
-                return ["%s: %s" % (what, e)]
-        return []
+                problems.append("%s: %s" % (what, e))
+        return problems
 
     def _table(self, job):
         if self._config is None:
@@ -436,6 +442,11 @@ class Migration(object):
         if check_mode or not result["changed"]:
             result["seconds"] = round(time.time() - start, 3)
             return result
+        if self.reload and rewrite:
+            # A reload the pre-flight would refuse anyway: say so before anything changes.
+            problems, _warnings, _facts = _postfix.preflight(self.config_dir, self.binary)
+            if problems:
+                raise Refused(["the reload pre-flight fails before the migration: %s" % p for p in problems], plan)
         created = []
         try:
             # 1. compile and verify every table (nothing Postfix reads has changed yet)

@@ -7,6 +7,8 @@ caches are told apart, what is refused. Old indexes are written with our hash wr
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _mapbuild, _migrate
@@ -241,3 +243,14 @@ def test_check_log_without_a_reload_line_is_a_problem(tmp_path, monkeypatch):
     monkeypatch.setattr(_migrate.time, "time", lambda: next(ticks))
     monkeypatch.setattr(_migrate.time, "sleep", lambda s: None)
     assert m.check_log(m._log_mark(), 0) == ["%s: no reload line logged within 10 s" % log]
+
+
+def test_old_index_older_than_its_source_is_refused(host):
+    etc, table = host
+    spec = table("virtual", "a@x.test b@y.test\n")
+    os.utime(etc / "virtual.db", (1, 1))
+    write(etc, "virtual_alias_maps = %s\n" % spec)
+    with pytest.raises(_migrate.Refused) as info:
+        plan(etc)
+    assert info.value.problems == ["%s (virtual_alias_maps): index %s/virtual.db is older than its source; "
+                                   "run postmap first" % (spec, etc)]

@@ -347,3 +347,19 @@ def test_playbook_stops_at_the_first_failing_host(postfix_instance, tmp_path):
         assert "mx2" not in out.split("PLAY RECAP")[0], out
         assert mtimes(second) == times
         assert not list(first.config_dir.glob("*.lmdb"))
+
+
+def test_a_host_the_reload_preflight_refuses_is_refused_before_any_change(postfix_instance):
+    pf = postfix_instance
+    setup_host(pf, start=False)
+    # virt.test in two address classes: the reload after the rewrite would be refused.
+    pf.write_main(mydestination="$myhostname, localhost, %s" % VIRT)
+    times = mtimes(pf)
+    res = migrate(pf, fail_ok=True)
+    assert res["failed"] and not res["rolled_back"], res
+    assert any(p.startswith("the reload pre-flight fails before the migration: ") and VIRT in p
+               for p in res["problems"]), res["problems"]
+    assert mtimes(pf) == times and not list(pf.config_dir.glob("*.lmdb"))
+    # Without a reload the rewrite does not depend on it.
+    res = migrate(pf, reload=False, check_mode=True)
+    assert res["changed"], res
