@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: migrate_tables
 short_description: Move a Postfix host off Berkeley DB (hash/btree) to lmdb or cdb, proven key by key
-version_added: "0.2.0"
+version_added: "0.1.0"
 author: mailops.postfix maintainers (@mailops)
 description:
   - Finds every C(hash:) and C(btree:) reference in main.cf and in master.cf C(-o) overrides,
@@ -17,7 +17,7 @@ description:
     indirection (the same extractor as the M(mailops.postfix.reload) pre-flight), the maps of
     C(alias_maps) and C(alias_database), and the compiled-in defaults that would still name
     C(hash:) or C(btree:) (Postfix 3.7 - 3.10 C(address_verify_map), C(postscreen_cache_map),
-    and C(alias_maps)/C(alias_database) when main.cf does not set them): those are set explicitly.
+    and C(alias_maps)/C(alias_database) when main.cf does not set them) - those are set explicitly.
   - "A table (anything not a cache) is compiled to the new type with this collection's engine
     (the maps of C(alias_maps)/C(alias_database) with C(postalias) semantics). Then every
     record of the old index (read with the collection's Berkeley DB hash reader; a C(btree:)
@@ -34,11 +34,12 @@ description:
     master's C(reload -- version) line, for C(unsupported dictionary type), C(open database),
     C(fatal:) and C(panic:) lines of this instance's C(syslog_name).
   - Refused before any change, naming the table or parameter - O(to) or O(cache_type) not in
-    C(postconf -c config_dir -m); a source that does not parse (C(path:line: ...)); an old
-    index that is missing, unreadable or corrupt; an index whose source is missing (unless
-    O(dump_missing_sources)); a new index that does not answer exactly like the old one (for
-    example an old index older than its edited source); a value whose rewrite would name other
-    tables. The new index files created so far are removed.
+    C(postconf -c config_dir -m); a source that does not parse (C(path:line) and the problem); an old
+    index that is missing, unreadable, corrupt or older than its source (Postfix serves the old
+    index; run C(postmap) or C(newaliases) first); an index whose source is missing (unless
+    O(dump_missing_sources)); a new index that does not answer exactly like the old one; a value
+    whose rewrite would name other tables; with O(reload), a configuration the reload pre-flight
+    of M(mailops.postfix.reload) refuses already. The new index files created so far are removed.
   - A failure after the rewrite (the reload's pre-flight, the log check) restores the previous
     main.cf and master.cf, reloads again, removes the new index files the run created, and
     fails with RV(rolled_back=true) and the reason.
@@ -73,7 +74,7 @@ options:
   dump_missing_sources:
     description:
       - When a table's index exists but its source does not, write the source from the old
-        index first (C(key value) lines, C(key: value) for aliases, values as stored), then migrate it.
+        index first (C(key value) lines, C(key) colon C(value) for aliases, values as stored), then migrate it.
         Without it such a table refuses the migration.
     type: bool
     default: false

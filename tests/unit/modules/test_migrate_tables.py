@@ -294,8 +294,8 @@ def test_btree_table_and_lost_source_to_cdb(postfix_instance):
     res = migrate(pf, to="cdb", dump_missing_sources=True)
     assert res["changed"] and not res["reloaded"], res
     actions = dict((t["path"].rsplit("/", 1)[1], t["action"]) for t in res["plan"]["tables"])
-    assert (actions["transport"], actions["virtual"], actions["vmailbox"]) == ("compile", "dump source, compile",
-                                                                              "compile")
+    assert (actions["transport"], actions["vmailbox"]) == ("compile", "compile")
+    assert actions["virtual"] == "dump source, compile"
     # The source written from the index, then compiled; real postmap -q answers every key.
     assert sorted((etc / "virtual").read_text().splitlines()) == sorted("%s %s" % kv for kv in TABLES["virtual"].items())
     for name in ("transport", "virtual"):
