@@ -252,26 +252,33 @@ class Migration(object):
         newcf.set_many(dict((n, e[1]) for n, e in main_edits.items()))
         if type_edits:
             newcf.set_many(type_edits)
-        newconfig = _maincf.Config(newcf, defaults)
-        skipped = []
-        for name in sorted(defaults):
-            if name in config.explicit:
-                continue
-            found = _postfix.table_refs(newconfig.value(name))
-            old = [r for r in found if r[0] in OLD_TYPES]
-            if not old:
-                continue
-            if not is_cache(name) and all(not os.path.exists(p) and not os.path.exists(_db.index_path(p, t))
-                                          for t, p in old):
-                skipped.append("%s (default %s): neither source nor index exists; left as it is"
-                               % (name, defaults[name]))
-                continue
-            raw = defaults[name]
-            new_raw = retype_raw(raw, self.new_type(name))
-            main_edits[name] = (raw, new_raw, _postfix.table_refs(config.value(name)))
-            newcf.set_many({name: new_raw})
-            for typ, path in old:
-                refs.append(self._ref(name, None, typ, path, origin="default"))
+        # A default may name another default ($address_verify_map in proxy_write_maps): repeat
+        # until no default set in one pass changes what the others expand to.
+        for _pass in range(4):
+            newconfig = _maincf.Config(newcf, defaults)
+            skipped = []
+            added = False
+            for name in sorted(defaults):
+                if name in config.explicit or name in main_edits:
+                    continue
+                found = _postfix.table_refs(newconfig.value(name))
+                old = [r for r in found if r[0] in OLD_TYPES]
+                if not old:
+                    continue
+                if not is_cache(name) and all(not os.path.exists(p) and not os.path.exists(_db.index_path(p, t))
+                                              for t, p in old):
+                    skipped.append("%s (default %s): neither source nor index exists; left as it is"
+                                   % (name, defaults[name]))
+                    continue
+                raw = defaults[name]
+                new_raw = retype_raw(raw, self.new_type(name))
+                main_edits[name] = (raw, new_raw, _postfix.table_refs(config.value(name)))
+                newcf.set_many({name: new_raw})
+                added = True
+                for typ, path in old:
+                    refs.append(self._ref(name, None, typ, path, origin="default"))
+            if not added:
+                break
         newconfig = _maincf.Config(newcf, defaults)
         # 4. master.cf -o overrides
         master_edits = []

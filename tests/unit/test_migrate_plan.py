@@ -23,6 +23,7 @@ DEFAULTS_37 = {
     "myhostname": "mx.example",
     "smtputf8_enable": "yes",
     "proxy_read_maps": "$virtual_alias_maps $transport_maps",
+    "proxy_write_maps": "$smtp_sasl_auth_cache_name $lmtp_sasl_auth_cache_name $address_verify_map $postscreen_cache_map",
 }
 TYPES = ["btree", "cdb", "hash", "lmdb", "pcre", "proxy", "regexp", "texthash", "unionmap"]
 
@@ -113,6 +114,8 @@ def test_plan_tables_aliases_caches_overrides_defaults(host):
     assert c["new"] == "lmdb:/var/lib/postfix/smtp_scache"
     assert refs[("address_verify_map", None)]["origin"] == "default"
     assert p["default_types"] == {"default_database_type": {"before": "hash", "after": "lmdb"}}
+    # proxy_write_maps names the two caches: it follows them once they are set (nothing skipped).
+    assert p["skipped"] == [] and "proxy_write_maps" not in p["main_cf_params"]
     # Defaults naming tables that exist nowhere are left as they are (noted).
     assert not any(r["parameter"] == "alias_maps" and r["origin"] == "default" for r in p["references"])
     after = p["main_cf"]["after"].decode()
