@@ -531,7 +531,12 @@ class Migration(object):
             if job["kind"] == ALIASES and (k == b"@" or k.startswith(b"YP_")):
                 continue
             lines.append(k + (b": " if job["kind"] == ALIASES else b" ") + job["records"][k] + b"\n")
-        _atomic.replace_text(job["path"], b"".join(lines), mode=0o644)
+        # The old index's mode: a secret table (sasl_passwd.db 0600) keeps its secret.
+        try:
+            mode = os.stat(job["old_index"]).st_mode & 0o777
+        except OSError as e:
+            raise PostfixError("%s: cannot stat: %s" % (job["old_index"], e.strerror))
+        _atomic.replace_text(job["path"], b"".join(lines), mode=mode)
         # The new index must not be older than its source.
         old = time.time() - 2
         os.utime(job["path"], (old, old))
