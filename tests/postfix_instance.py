@@ -162,6 +162,34 @@ class PostfixInstance:
         """Adopt a master started by something else (a module under test) so stop() ends it."""
         self._started = True
 
+    def children(self) -> set[int]:
+        """PIDs of the master's child processes (smtpd, qmgr, ...) now."""
+        master = self.master_pid()
+        out = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    # pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master:
+                out.add(int(entry))
+        return out
+
+    def wait_for_exit(self, pids: set[int], timeout: float = 20.0) -> None:
+        """Wait until ``pids`` (children from before a reload) are gone. On reload master(8) asks
+        its children to exit (master_restart_service()), but an idle old smtpd may still take a
+        connection with the old configuration until it notices."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not [p for p in pids if os.path.exists("/proc/%d" % p)]:
+                return
+            time.sleep(0.1)
+        raise AssertionError("processes from before the reload still run: %s" % sorted(pids))
+
     def wait_for_port(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

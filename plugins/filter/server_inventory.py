@@ -760,6 +760,20 @@ def _service_key(item):
     return (str(_or_default(item.get('name'), '')).strip(), str(_or_default(item.get('type'), '')).strip())
 
 
+def server_config_tables(maps):
+    """Merged maps as the tables option of the config module, in name order: secret maps' entries
+    in secret_entries (never logged), absent maps with their path and type only."""
+    out = []
+    for name in sorted(maps):
+        m = maps[name]
+        table = {'path': m['path'], 'type': m['type'], 'state': m['state']}
+        if m['state'] != 'absent':
+            table.update(exclusive=m['exclusive'], mode=m['mode'])
+            table['secret_entries' if m['secret'] else 'entries'] = m['entries']
+        out.append(table)
+    return out
+
+
 def server_master_services(fleet, *more):
     """Merge master.cf service lists (fleet, then host): a later service of the same name and type
     replaces the earlier one in place; new ones are appended."""
@@ -991,6 +1005,7 @@ class FilterModule:
             'server_mailbox_virtual_entries': server_mailbox_virtual_entries,
             'server_problems': server_problems,
             'server_inventory': server_inventory,
+            'server_config_tables': server_config_tables,
             'server_maps': server_maps,
             'server_map_params': server_map_params,
             'server_map_type_problems': server_map_type_problems,

@@ -15,8 +15,8 @@ description:
   - Does what M(mailops.postfix.lookup_table), M(mailops.postfix.aliases),
     M(mailops.postfix.postconf) and M(mailops.postfix.master_cf) do, through the same engines and
     with the same rules (lossless edits, atomic replacement, locks, folded keys, secret tables,
-    host checks of pattern tables), for all the files of a host in one module run: one round
-    trip to the host instead of one per file. The M(mailops.postfix.server) role uses it.
+    host checks of pattern tables), for all the files of a host in one module run (one round
+    trip to the host instead of one per file). The M(mailops.postfix.server) role uses it.
   - >-
     Order. First every file is read and edited in memory, the main.cf and master.cf edits are
     checked (for example a domain in two address classes) and the new text of each
@@ -75,8 +75,8 @@ options:
         description:
           - The mode of the source and of its index, such as C('0640'). Set on an existing source
             before its entries are written, and given to a new one when it is created, so the
-            entries never sit in a file with wider permissions. Default: an existing file keeps
-            its mode, a new one gets the umask's (a secret table's 0600).
+            entries never sit in a file with wider permissions. Without it an existing file keeps
+            its mode and a new one gets the umask's (a secret table's 0600).
         type: raw
       state:
         description:
@@ -223,7 +223,7 @@ removed_files:
   elements: str
 reload_required:
   description:
-    - main.cf or master.cf changed, a table without an index changed, or a table was removed:
+    - main.cf or master.cf changed, a table without an index changed, or a table was removed;
       C(postfix reload) makes the daemons see it.
   returned: always
   type: bool

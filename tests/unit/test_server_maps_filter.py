@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.mailops.postfix.plugins.filter.server_inventory import (
-    FilterModule, server_map_params, server_map_type_problems, server_maps, server_master_services,
-    server_problems)
+    FilterModule, server_config_tables, server_map_params, server_map_type_problems, server_maps,
+    server_master_services, server_problems)
 
 FLEET = "postfix_server_maps"
 HOST = "postfix_server_maps_host"
@@ -23,7 +23,22 @@ def problems(**inventory):
 
 def test_filters_are_registered():
     assert {"server_maps", "server_map_params", "server_map_type_problems",
-            "server_master_services"} <= set(FilterModule().filters())
+            "server_master_services", "server_config_tables"} <= set(FilterModule().filters())
+
+
+def test_config_tables_secret_entries_apart_absent_maps_path_only():
+    maps = server_maps({"transport": {"entries": {"example.net": "smtp:[mx.example.net]"}, "mode": "0640"},
+                        "sasl_passwd": {"parameter": "smtp_sasl_password_maps",
+                                        "entries": {"[mx.example.net]:587": "user:pw"}},
+                        "old": {"state": "absent", "type": "lmdb", "entries": {"a": "b"}}},
+                       config_dir="/etc/postfix", table_type="hash")
+    assert server_config_tables(maps) == [
+        {"path": "/etc/postfix/old", "type": "lmdb", "state": "absent"},
+        {"path": "/etc/postfix/sasl_passwd", "type": "hash", "state": "present", "exclusive": True, "mode": None,
+         "secret_entries": {"[mx.example.net]:587": "user:pw"}},
+        {"path": "/etc/postfix/transport", "type": "hash", "state": "present", "exclusive": True, "mode": "0640",
+         "entries": {"example.net": "smtp:[mx.example.net]"}},
+    ]
 
 
 # Layering and defaults
