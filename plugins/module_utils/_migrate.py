@@ -189,6 +189,7 @@ class Migration(object):
         self.binary = binary if binary is not None else _postfix.Binary()
         self._config = None
         self._jobs = {}
+        self.log_checked = None
 
     def new_type(self, parameter):
         return self.cache_type if is_cache(parameter) else self.to
@@ -437,7 +438,7 @@ class Migration(object):
         start = time.time()
         plan = self.plan(read_old=True)
         jobs = self._jobs
-        result = dict(plan=plan, changed=False, compiled=[], verified=[], removed=[], reloaded=False,
+        result = dict(plan=plan, changed=False, compiled=[], verified=[], removed=[], reloaded=False, log_checked=None,
                       rolled_back=False, rollback_reason=None, log_problems=[], main_cf_changed=False,
                       master_cf_changed=False)
         main = plan["main_cf"]
@@ -566,6 +567,7 @@ class Migration(object):
                     if res["reloaded"]:
                         problems = self.check_log(mark, since)
                         result["log_problems"] = problems
+                        result["log_checked"] = self.log_checked
                         if problems:
                             raise PostfixError("the Postfix log after the reload: " + "; ".join(problems))
             except PostfixError as e:
@@ -616,6 +618,7 @@ class Migration(object):
                 break
             time.sleep(0.2)
         problems = [ln for ln in lines if any(p.search(ln) for p in LOG_PATTERNS)]
+        self.log_checked = dict(log=mark[1] or "journald", lines=len(lines), reload_logged=seen_reload is not None)
         if seen_reload is None:
             problems.append(lines[-1])
         return problems

@@ -203,6 +203,12 @@ log_problems:
   returned: always
   type: list
   elements: str
+log_checked:
+  description: The log read after the reload (C(log), the C(lines) of this instance read, whether the master's
+    C(reload_logged)); null without a reload.
+  returned: success
+  type: dict
+  sample: {log: /var/log/mail.log, lines: 4, reload_logged: true}
 rolled_back:
   description: Whether main.cf and master.cf were restored after a failure that followed the rewrite.
   returned: always

@@ -148,6 +148,7 @@ def test_migrate_live_host_to_lmdb(postfix_instance):
     # Apply.
     res = migrate(pf)
     assert res["changed"] and res["reloaded"] and not res["rolled_back"] and res["log_problems"] == [], res
+    assert res["log_checked"]["log"] == str(pf.log_path) and res["log_checked"]["reload_logged"], res
     assert sorted(v["table"].rsplit("/", 1)[1] for v in res["verified"]) == sorted(before)
     assert old_types_left(pf.postconf("-n")) == []
     assert old_types_left(pf.postconf("-P")) == []
