@@ -366,3 +366,21 @@ def test_a_host_the_reload_preflight_refuses_is_refused_before_any_change(postfi
     # Without a reload the rewrite does not depend on it.
     res = migrate(pf, reload=False, check_mode=True)
     assert res["changed"], res
+
+
+def test_new_index_that_answers_otherwise_is_refused_and_removed(postfix_instance):
+    """An old index built with real `postmap -f` keeps a key's upper case; our compile folds
+    it as postmap does by default: the new index would not hold the same records. Refused
+    after compiling, before the rewrite: the new index is removed, nothing else changed."""
+    pf = postfix_instance
+    etc = pf.config_dir
+    (etc / "virtual").write_text("Alice@%s alice@%s\nbob@%s bob@%s\n" % (VIRT, MAILBOX_DOMAIN, VIRT, MAILBOX_DOMAIN))
+    pf.run("postmap", "-f", "hash:%s" % (etc / "virtual"))
+    pf.write_main(virtual_alias_maps="hash:%s" % (etc / "virtual"), virtual_alias_domains=VIRT)
+    times = mtimes(pf)
+    res = migrate(pf, fail_ok=True)
+    assert res["failed"] and not res["rolled_back"], res
+    assert res["problems"] == ["hash:%s/virtual -> lmdb:%s/virtual (new index records): 1 not found (Alice@%s); "
+                               "1 not in the old index (alice@%s)" % (etc, etc, VIRT, VIRT)], res["problems"]
+    assert not list(etc.glob("*.lmdb"))
+    assert dict((k, v) for k, v in mtimes(pf).items() if not k.endswith(".lock")) == times
