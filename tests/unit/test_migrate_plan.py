@@ -257,3 +257,25 @@ def test_old_index_older_than_its_source_is_refused(host):
         plan(etc)
     assert info.value.problems == ["%s (virtual_alias_maps): index %s/virtual.db is older than its source; "
                                    "run postmap first" % (spec, etc)]
+
+
+def test_master_cf_override_with_spaces_and_braces(host):
+    from ansible_collections.mailops.postfix.plugins.module_utils import _mastercf
+
+    etc, table = host
+    a, b = table("a", "x.test OK\n"), table("b", "y.test REJECT\n")
+    write(etc, "",
+          "# a comment kept\n"
+          "submission inet n - n - - smtpd\n"
+          "  -o { smtpd_recipient_restrictions = check_recipient_access unionmap:{%s, %s}, permit }\n"
+          "  -o syslog_name=postfix/submission\n"
+          "smtp inet n - n - - smtpd\n" % (a, b))
+    p = plan(etc)
+    assert p["master_cf_overrides"] == ["submission/inet -o smtpd_recipient_restrictions"]
+    after = _mastercf.MasterCf(p["master_cf"]["after"], "master.cf")
+    assert p["master_cf"]["after"].startswith("# a comment kept\n")
+    assert p["master_cf"]["after"].endswith("smtp inet n - n - - smtpd\n")
+    sub = after.find("submission", "inet")
+    assert _mastercf.overrides(sub.argv) == {
+        "smtpd_recipient_restrictions": "check_recipient_access unionmap:{lmdb:%s/a, lmdb:%s/b}, permit" % (etc, etc),
+        "syslog_name": "postfix/submission"}
