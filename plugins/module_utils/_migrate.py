@@ -54,7 +54,9 @@ VOLATILE_KEYS = ("YP_LAST_MODIFIED", "YP_MASTER_NAME")
 LOG_PATTERNS = (re.compile(r"unsupported dictionary type"), re.compile(r"open database"),
                 re.compile(r"\b(fatal|panic): "))
 # master.c logs this once the configuration is re-read after SIGHUP.
-RELOAD_LINE = re.compile(r"\breload -- version ")
+RELOAD_LINE = re.compile(r"\breload -- version \S+, configuration (\S+)")
+# Seconds to wait for that line.
+RELOAD_TIMEOUT = 10
 
 
 class Refused(PostfixError):
@@ -600,39 +602,67 @@ class Migration(object):
 
     def check_log(self, mark, since):
         """Problem lines Postfix logged since ``mark`` (file offset) / ``since`` (journald):
-        waits for master's "reload -- version" line, then ``log_wait`` seconds more."""
+        waits for master's "reload -- version ..., configuration DIR" line for this
+        configuration directory, then ``log_wait`` seconds more."""
         syslog_name = _postfix.load(self.config_dir, self.binary)[1].value("syslog_name") or "postfix"
         ours = re.compile(r"\s%s(/[\w.-]+)?\[\d+\]: " % re.escape(syslog_name))
-        deadline = time.time() + 10 + self.log_wait
+        config_dir = os.path.realpath(self.config_dir)
+        deadline = time.time() + RELOAD_TIMEOUT + self.log_wait
         seen_reload = None
         lines = []
+        reader = _LogReader(mark, since)
         while True:
-            lines = [ln for ln in self._log_lines(mark, since) if ours.search(ln)]
-            if seen_reload is None and any(RELOAD_LINE.search(ln) for ln in lines):
-                seen_reload = time.time()
+            lines.extend(ln for ln in reader.new_lines() if ours.search(ln))
+            if seen_reload is None:
+                for ln in lines:
+                    m = RELOAD_LINE.search(ln)
+                    if m and os.path.realpath(m.group(1)) == config_dir:
+                        seen_reload = time.time()
+                        break
             if seen_reload is not None and time.time() >= seen_reload + self.log_wait:
                 break
             if time.time() >= deadline:
-                if seen_reload is None:
-                    lines.append("%s: no reload line logged within %d s" % (mark[1] or "journald", 10))
                 break
             time.sleep(0.2)
         problems = [ln for ln in lines if any(p.search(ln) for p in LOG_PATTERNS)]
         self.log_checked = dict(log=mark[1] or "journald", lines=len(lines), reload_logged=seen_reload is not None)
         if seen_reload is None:
-            problems.append(lines[-1])
+            problems.append("%s: no reload line for %s logged within %d s"
+                            % (mark[1] or "journald", self.config_dir, RELOAD_TIMEOUT))
         return problems
 
-    def _log_lines(self, mark, since):
-        kind, where, offset = mark
-        if kind == "file":
-            try:
-                with open(where, "rb") as f:
-                    f.seek(offset)
-                    return f.read().decode("utf-8", "replace").splitlines()
-            except OSError as e:
-                raise PostfixError("%s: cannot read the mail log: %s" % (where, e.strerror))
-        return list(_maillog._journal_lines(since, None))  # pylint: disable=protected-access
+
+class _LogReader(object):
+    """New lines of the mail log at each call: a file read on from the last offset (from the
+    start again when it was rotated or truncated), or journald since a time."""
+
+    def __init__(self, mark, since):
+        self.kind, self.path, self.offset = mark
+        self.since = since
+        self.seen = 0
+        self.partial = b""
+
+    def new_lines(self):
+        if self.kind != "file":
+            lines = list(_maillog._journal_lines(self.since, None))  # pylint: disable=protected-access
+            new, self.seen = lines[self.seen:], len(lines)
+            return new
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self.offset:
+                    self.offset, self.partial = 0, b""
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise PostfixError("%s: cannot read the mail log: %s" % (self.path, e.strerror))
+        self.offset += len(data)
+        data = self.partial + data
+        # A line still being written is kept for the next call.
+        body, _sep, self.partial = data.rpartition(b"\n")
+        return body.decode("utf-8", "replace").splitlines() if _sep else []
 
 
 class RolledBack(PostfixError):

@@ -245,7 +245,24 @@ def test_check_log_without_a_reload_line_is_a_problem(tmp_path, monkeypatch):
     ticks = iter(range(0, 1000, 5))
     monkeypatch.setattr(_migrate.time, "time", lambda: next(ticks))
     monkeypatch.setattr(_migrate.time, "sleep", lambda s: None)
-    assert m.check_log(m._log_mark(), 0) == ["%s: no reload line logged within 10 s" % log]
+    # Another instance's reload (same syslog_name, other configuration directory) is not ours.
+    log.write_text("Dec  2 03:01:00 mx postfix/master[7]: reload -- version 3.7.11, configuration /etc/postfix\n")
+    mark = ("file", str(log), 0)
+    assert m.check_log(mark, 0) == ["%s: no reload line for %s logged within 10 s" % (log, tmp_path)]
+    assert m.log_checked == {"log": str(log), "lines": 1, "reload_logged": False}
+
+
+def test_log_reader_follows_a_rotated_log_and_waits_for_whole_lines(tmp_path):
+    log = tmp_path / "mail.log"
+    log.write_text("one\ntwo")
+    reader = _migrate._LogReader(("file", str(log), 0), 0)
+    assert reader.new_lines() == ["one"]
+    with open(log, "a") as f:
+        f.write(" halves\nthree\n")
+    assert reader.new_lines() == ["two halves", "three"]
+    assert reader.new_lines() == []
+    log.write_text("after rotation\n")
+    assert reader.new_lines() == ["after rotation"]
 
 
 def test_old_index_older_than_its_source_is_refused(host):
