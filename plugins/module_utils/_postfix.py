@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import os
 import re
 import shutil
@@ -398,6 +399,49 @@ def systemd_usable():
     if rc != 0 or "postfix.service" not in out:
         return None
     return systemctl
+
+
+# os-release(5) ID / ID_LIKE words -> Ansible's os_family, for the role to pick its variables
+# without a fact-gathering round trip (ansible.module_utils.facts.system.distribution).
+OS_FAMILIES = (("Debian", ("debian", "ubuntu")), ("RedHat", ("rhel", "fedora", "centos")),
+               ("Suse", ("suse", "opensuse", "sles")), ("Alpine", ("alpine",)), ("Archlinux", ("arch",)))
+
+
+def host_facts(path="/etc/os-release"):
+    """os_family, distribution (os-release ID) and distribution_major_version of the host,
+    from os-release(5); empty strings when it cannot be read."""
+    release = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, sep, value = line.strip().partition("=")
+                if sep:
+                    release[name] = value.strip().strip("\"'")
+    except OSError:
+        pass
+    words = [release.get("ID", "").lower()] + release.get("ID_LIKE", "").lower().split()
+    family = ""
+    for name, ids in OS_FAMILIES:
+        if any(w in ids or (name == "Suse" and w.startswith("opensuse")) for w in words):
+            family = name
+            break
+    return {"os_family": family, "distribution": release.get("ID", ""),
+            "distribution_major_version": release.get("VERSION_ID", "").split(".")[0]}
+
+
+def service_facts(name="postfix"):
+    """Whether the init system starts service ``name`` at boot: ``systemctl is-enabled`` when
+    systemd runs (exit 0: enabled, static, alias...), else the sysv start links
+    /etc/rc?.d/S??NAME that update-rc.d makes (how ansible.builtin.service judges both);
+    enabled None when neither tells."""
+    systemctl = which("systemctl")
+    if systemctl and os.path.isdir("/run/systemd/system"):
+        rc, out, _err = _run([systemctl, "is-enabled", name + ".service"])
+        return {"name": name, "manager": "systemd", "enabled": rc == 0, "state": out.strip()}
+    if os.path.isdir("/etc/init.d") and os.path.exists(os.path.join("/etc/init.d", name)):
+        links = glob.glob("/etc/rc?.d/S??" + name)
+        return {"name": name, "manager": "sysv", "enabled": bool(links), "state": "enabled" if links else "disabled"}
+    return {"name": name, "manager": None, "enabled": None, "state": None}
 
 
 def start(config_dir):

@@ -20,7 +20,14 @@ description:
     without it they are empty and RV(notes) says so.
   - Never changes anything. Whether the master runs is told by the lock it holds on
     C($queue_directory/pid/master.pid), like C(postfix status).
-options: {}
+  - Also tells, for roles that would otherwise gather facts in another round trip, the host's
+    operating system family (from os-release(5)) and whether the init system starts Postfix at
+    boot (RV(service)).
+options:
+  service_name:
+    description: The init system's name of the Postfix service, for RV(service).
+    type: str
+    default: postfix
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.read_only
@@ -49,6 +56,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+host:
+  description:
+    - C(os_family) (as Ansible's fact of that name, for example C(Debian) or C(RedHat)),
+      C(distribution) (os-release C(ID)) and C(distribution_major_version) (os-release
+      C(VERSION_ID) up to its first dot; empty on Debian testing). Also returned on failure.
+  returned: always
+  type: dict
+  sample: {os_family: Debian, distribution: debian, distribution_major_version: "12"}
+service:
+  description:
+    - C(name) (O(service_name)), C(manager) (C(systemd), C(sysv) or null), C(enabled) (whether it
+      starts Postfix at boot; null when no init system tells) and C(state) (C(systemctl
+      is-enabled)'s word).
+  returned: always
+  type: dict
+  sample: {name: postfix, manager: systemd, enabled: true, state: enabled}
 config_dir:
   description: The configuration directory read.
   returned: always
@@ -254,22 +277,24 @@ warnings_main_cf:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._postfix import facts
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import facts, host_facts, service_facts
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             config_dir=dict(type="path", default="/etc/postfix"),
+            service_name=dict(type="str", default="postfix"),
         ),
         supports_check_mode=True,
     )
+    host = host_facts()
     try:
         result = facts(module.params["config_dir"])
     except PostfixError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=str(e), host=host)
     result["warnings_main_cf"] = result.pop("warnings")
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, host=host, service=service_facts(module.params["service_name"]), **result)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ checked in test_reload.py against a started instance.)"""
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -19,6 +22,7 @@ from module_runner import run_module
 from postfix_instance import free_port
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import host_facts
 
 
 def snapshot(d):
@@ -338,3 +342,43 @@ def test_combined_option_words_are_what_the_daemon_reads(postfix_instance):
     # The connection makes master start that smtpd, which exits before it answers.
     with socket.create_connection(("127.0.0.1", other), timeout=10):
         pf.wait_for_log("fatal: parameter smtpd_proxy_timeout: bad time value or unit: bogus")
+
+
+def test_host_and_service_facts_agree_with_ansible(tmp_path):
+    """os_family and the major version as Ansible's setup module reports them on this host; the
+    service's boot state as systemctl or the sysv start links tell it."""
+    conf, _t = build(tmp_path)
+    info = run_module("postfix_info", {"config_dir": str(conf)})
+    setup = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
+                            "-m", "ansible.builtin.setup", "-a", "gather_subset=min", "-o"],
+                           capture_output=True, text=True, check=True).stdout
+    facts = json.loads(setup.split("=>", 1)[1])["ansible_facts"]
+    assert info["host"]["os_family"] == facts["ansible_os_family"]
+    assert info["host"]["distribution_major_version"] == facts["ansible_distribution_major_version"]
+    service = info["service"]
+    if os.path.isdir("/run/systemd/system"):
+        rc = subprocess.run(["systemctl", "is-enabled", "postfix.service"], capture_output=True).returncode
+        assert service["manager"] == "systemd" and service["enabled"] == (rc == 0)
+    else:
+        assert service["manager"] == "sysv"
+        assert service["enabled"] == bool(glob.glob("/etc/rc?.d/S??postfix"))
+    # A service the init system does not know.
+    other = run_module("postfix_info", {"config_dir": str(conf), "service_name": "no-such-service"})
+    assert other["service"]["enabled"] in (False, None)
+
+
+def test_host_facts_of_other_systems(tmp_path):
+    cases = {
+        'ID=rocky\nID_LIKE="rhel centos fedora"\nVERSION_ID="10.0"\n': ("RedHat", "rocky", "10"),
+        'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n': ("Debian", "ubuntu", "24"),
+        'PRETTY_NAME="Debian GNU/Linux forky/sid"\nID=debian\n': ("Debian", "debian", ""),
+        'ID="opensuse-leap"\nID_LIKE="suse opensuse"\nVERSION_ID="15.6"\n': ("Suse", "opensuse-leap", "15"),
+        'ID=alpine\nVERSION_ID=3.20.1\n': ("Alpine", "alpine", "3"),
+    }
+    for text, want in cases.items():
+        path = tmp_path / "os-release"
+        path.write_text(text)
+        got = host_facts(str(path))
+        assert (got["os_family"], got["distribution"], got["distribution_major_version"]) == want, text
+    assert host_facts(str(tmp_path / "missing")) == {"os_family": "", "distribution": "",
+                                                    "distribution_major_version": ""}
