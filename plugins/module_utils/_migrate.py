@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _atomic, _db, _maillog, _maincf, _mapbuild
@@ -449,7 +451,7 @@ class Migration(object):
         result["changed"] = bool(rewrite or plan["remove_old"])
         result["main_cf_changed"] = main["before"] != main["after"]
         result["master_cf_changed"] = master["before"] != master["after"]
-        if check_mode or not result["changed"]:
+        if not result["changed"]:
             result["seconds"] = round(time.time() - start, 3)
             return result
         if self.reload and rewrite:
@@ -458,28 +460,29 @@ class Migration(object):
             if problems:
                 raise Refused(["the reload pre-flight fails before the migration: %s" % p for p in problems], plan)
         created = []
+        # Check mode proves every table too, compiled into a scratch directory.
+        scratch = tempfile.mkdtemp(prefix="mailops-migrate-") if check_mode else None
         try:
             # 1. compile and verify every table (nothing Postfix reads has changed yet)
-            for key in sorted(jobs):
+            for n, key in enumerate(sorted(jobs)):
                 job = jobs[key]
                 if job["kind"] == CACHE:
                     continue
                 t0 = time.time()
-                table = self._table(job)
-                if not os.path.exists(job["path"]):
-                    self._dump_source(job)
-                    created.append(job["path"])
-                if not os.path.exists(job["new_index"]):
-                    created.append(job["new_index"])
-                built = table.ensure()
-                result["compiled"].append(dict(table="%s:%s" % (job["new_type"], job["path"]),
-                                               rebuilt=built["changed"], records=job["keys"]))
-                self.verify(job, table)
+                rebuilt = self._prove(job, created, None if scratch is None else os.path.join(scratch, str(n)))
+                result["compiled"].append(dict(table="%s:%s" % (job["new_type"], job["path"]), rebuilt=rebuilt,
+                                               records=job["keys"]))
                 result["verified"].append(dict(table="%s:%s" % (job["new_type"], job["path"]), keys=job["keys"],
                                                seconds=round(time.time() - t0, 3)))
         except PostfixError as e:
             _remove(created)
             raise Refused([str(e)], plan)
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        if check_mode:
+            result["seconds"] = round(time.time() - start, 3)
+            return result
         # 2. rewrite main.cf and master.cf, reload, check the log
         if rewrite:
             self._rewrite(main, master, result, created, plan)
@@ -495,11 +498,38 @@ class Migration(object):
         result["seconds"] = round(time.time() - start, 3)
         return result
 
-    def verify(self, job, table):
-        """Every record of the old index answered exactly by the new one: our reader (lookup
-        path and full read) and the host's ``postmap -q -``."""
+    def _prove(self, job, created, scratch=None):
+        """Compile ``job``'s new index and verify it; whether it was (re)built. Files made in
+        the configuration directory are added to ``created``. With ``scratch`` (check mode) the
+        index (and a source dumped from the old index) go to that new directory instead."""
+        table = self._table(job)
+        if scratch is None:
+            if not os.path.exists(job["path"]):
+                created.append(job["path"])
+                self._dump_source(job, job["path"])
+            if not os.path.exists(job["new_index"]):
+                created.append(job["new_index"])
+            rebuilt = table.ensure()["changed"]
+            name = job["path"]
+        else:
+            os.mkdir(scratch, 0o700)
+            name = os.path.join(scratch, os.path.basename(job["path"]))
+            if not os.path.exists(job["path"]):
+                self._dump_source(job, name)
+                table.source = name
+            table.index = _db.index_path(name, job["new_type"])
+            keys, values, _count, _warnings = table.stored_records()
+            table.build(keys, values)
+            rebuilt = True
+        self.verify(job, table, name)
+        return rebuilt
+
+    def verify(self, job, table, name=None):
+        """Every record of the old index answered exactly by the new one (``table``'s index,
+        for ``name``, else the table's path): our reader (lookup path and full read) and the
+        host's ``postmap -q -``."""
         old = job["records"]
-        spec = "%s:%s" % (job["new_type"], job["path"])
+        spec = "%s:%s" % (job["new_type"], name or job["path"])
         what = "%s:%s -> %s" % (job["old_type"], job["path"], spec)
         raw = dict((_strip(k), (k, v)) for k, v in table.format.read(table.index))
         stored = dict((k, _strip(v)) for k, (_rk, v) in raw.items())
@@ -527,8 +557,8 @@ class Migration(object):
         if problem:
             raise PostfixError(problem)
 
-    def _dump_source(self, job):
-        """Write the source from the old index, values as stored (aliases as ``key: value``)."""
+    def _dump_source(self, job, path):
+        """Write the source ``path`` from the old index, values as stored (aliases as ``key: value``)."""
         lines = []
         for k in sorted(job["records"]):
             if job["kind"] == ALIASES and (k == b"@" or k.startswith(b"YP_")):
@@ -539,10 +569,10 @@ class Migration(object):
             mode = os.stat(job["old_index"]).st_mode & 0o777
         except OSError as e:
             raise PostfixError("%s: cannot stat: %s" % (job["old_index"], e.strerror))
-        _atomic.replace_text(job["path"], b"".join(lines), mode=mode)
+        _atomic.replace_text(path, b"".join(lines), mode=mode)
         # The new index must not be older than its source.
         old = time.time() - 2
-        os.utime(job["path"], (old, old))
+        os.utime(path, (old, old))
 
     def _rewrite(self, main, master, result, created, plan):
         main_path, master_path = main["path"], master["path"]

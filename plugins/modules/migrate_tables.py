@@ -96,7 +96,8 @@ attributes:
     support: full
     description:
       - The plan (every reference, each table's source, old and new index and action, the default
-        types) and the diff of main.cf and master.cf; sources parsed and old indexes read, nothing written.
+        types) and the diff of main.cf and master.cf. Every table is compiled into a temporary directory
+        and proven key by key as in a real run (RV(verified)); nothing in O(config_dir) is written.
   diff_mode:
     support: full
     description: main.cf and master.cf before and after.
@@ -185,7 +186,7 @@ compiled:
   type: list
   elements: dict
 verified:
-  description: The tables proven key by key (C(table), C(keys), C(seconds)).
+  description: The tables proven key by key (C(table), C(keys), C(seconds)); in check mode too.
   returned: success
   type: list
   elements: dict

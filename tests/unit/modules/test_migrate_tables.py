@@ -121,6 +121,9 @@ def test_migrate_live_host_to_lmdb(postfix_instance):
     times = mtimes(pf)
     res = migrate(pf, check_mode=True)
     assert res["changed"] and not res["reloaded"], res
+    # Check mode proves every table too (compiled into a scratch directory).
+    assert sorted((v["table"].rsplit("/", 1)[1], v["keys"]) for v in res["verified"]) == \
+        sorted((name, len(v)) for name, v in before.items()), res["verified"]
     plan = res["plan"]
     refs = dict(((r["parameter"], r["service"]), r) for r in plan["references"])
     assert refs[("virtual_alias_maps", None)]["new"] == "lmdb:%s/virtual" % etc
@@ -293,6 +296,9 @@ def test_btree_table_and_lost_source_to_cdb(postfix_instance):
         "hash:%s/virtual (virtual_alias_maps): source %s/virtual is missing (only the index %s/virtual.db exists); "
         "set dump_missing_sources=true to write the source from the index" % (etc, etc, etc)], res
     assert not (etc / "virtual").exists() and not list(etc.glob("*.cdb"))
+    res = migrate(pf, to="cdb", dump_missing_sources=True, check_mode=True)
+    assert "cdb:%s/virtual" % etc in [v["table"] for v in res["verified"]], res
+    assert not (etc / "virtual").exists() and not list(etc.glob("*.cdb"))
     res = migrate(pf, to="cdb", dump_missing_sources=True)
     assert res["changed"] and not res["reloaded"], res
     actions = dict((t["path"].rsplit("/", 1)[1], t["action"]) for t in res["plan"]["tables"])
@@ -378,6 +384,10 @@ def test_new_index_that_answers_otherwise_is_refused_and_removed(postfix_instanc
     pf.run("postmap", "-f", "hash:%s" % (etc / "virtual"))
     pf.write_main(virtual_alias_maps="hash:%s" % (etc / "virtual"), virtual_alias_domains=VIRT)
     times = mtimes(pf)
+    # Check mode finds it already (the table compiled into a scratch directory).
+    res = migrate(pf, check_mode=True, fail_ok=True)
+    assert res["failed"] and "(new index records): 1 not found (Alice@%s)" % VIRT in res["problems"][0], res
+    assert mtimes(pf) == times
     res = migrate(pf, fail_ok=True)
     assert res["failed"] and not res["rolled_back"], res
     assert res["problems"] == ["hash:%s/virtual -> lmdb:%s/virtual (new index records): 1 not found (Alice@%s); "
