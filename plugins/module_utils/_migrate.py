@@ -474,6 +474,8 @@ class Migration(object):
                                                records=job["keys"]))
                 result["verified"].append(dict(table="%s:%s" % (job["new_type"], job["path"]), keys=job["keys"],
                                                seconds=round(time.time() - t0, 3)))
+                # Proven: the old records are not needed any more (big tables one at a time).
+                job["records"] = None
         except PostfixError as e:
             _remove(created)
             raise Refused([str(e)], plan)
