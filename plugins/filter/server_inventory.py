@@ -580,6 +580,11 @@ def _plain(value):
     return value
 
 
+def _joined(entries):
+    """Entries with each list of targets as the value a table holds: "a, b"."""
+    return {k: v if isinstance(v, str) else ', '.join(v) for k, v in entries.items()}
+
+
 RESOLVED = ('domains', 'mailbox_domains', 'mailbox_entries', 'virtual_entries', 'alias_entries')
 
 
@@ -599,11 +604,15 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
     virtual_entries = server_virtual_entries(domains)
     # A mailbox domain's entries win over an alias domain's (combine() in the role before).
     virtual_entries.update(server_mailbox_virtual_entries(mailbox_domains))
-    out.update(domains=domains, mailbox_domains=mailbox_domains,
+    alias_entries = server_alias_entries(_plain(base_aliases or {}), inventory.get('postfix_server_aliases'),
+                                         inventory.get('postfix_server_aliases_host'))
+    # The fact is walked again (finalised) by Ansible at every task that reads it: domains by
+    # name only (the aliases are in the entries), and each value as the one string a table
+    # holds (a list of targets is written "a, b"), not a list of strings.
+    out.update(domains=[{'domain': d['domain']} for d in domains],
+               mailbox_domains=[{'domain': d['domain']} for d in mailbox_domains],
                mailbox_entries=server_mailbox_entries(mailbox_domains),
-               virtual_entries=virtual_entries,
-               alias_entries=server_alias_entries(_plain(base_aliases or {}), inventory.get('postfix_server_aliases'),
-                                                  inventory.get('postfix_server_aliases_host')))
+               virtual_entries=_joined(virtual_entries), alias_entries=_joined(alias_entries))
     # Sizes, for conditions and messages: `x | length` in a task walks a large x again.
     out['counts'] = {k: len(out[k]) for k in RESOLVED}
     return out
