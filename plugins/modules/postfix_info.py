@@ -64,6 +64,12 @@ host:
   returned: always
   type: dict
   sample: {os_family: Debian, distribution: debian, distribution_major_version: "12"}
+python_lmdb:
+  description:
+    - Whether the Python running this module can import the C(lmdb) binding the collection's
+      modules need for C(lmdb) tables (Debian package python3-lmdb).
+  returned: always
+  type: bool
 service:
   description:
     - C(name) (O(service_name)), C(manager) (C(systemd), C(sysv) or null), C(enabled) (whether it
@@ -294,6 +300,11 @@ def main():
     except PostfixError as e:
         module.fail_json(msg=str(e), host=host)
     result["warnings_main_cf"] = result.pop("warnings")
+    try:
+        import lmdb  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+        result["python_lmdb"] = True
+    except ImportError:
+        result["python_lmdb"] = False
     module.exit_json(changed=False, host=host, service=service_facts(module.params["service_name"]), **result)
 
 

@@ -362,6 +362,12 @@ def test_host_and_service_facts_agree_with_ansible(tmp_path):
     else:
         assert service["manager"] == "sysv"
         assert service["enabled"] == bool(glob.glob("/etc/rc?.d/S??postfix"))
+    try:
+        import lmdb  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+        importable = True
+    except ImportError:
+        importable = False
+    assert info["python_lmdb"] is importable
     # A service the init system does not know.
     other = run_module("postfix_info", {"config_dir": str(conf), "service_name": "no-such-service"})
     assert other["service"]["enabled"] in (False, None)
