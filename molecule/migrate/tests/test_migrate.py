@@ -37,7 +37,7 @@ def answers(text, tool):
     output; the NIS bookkeeping records of postalias (YP_*) carry no lookup data."""
     got = {}
     for line in text.splitlines():
-        key, _, value = line.partition("\t")
+        key, _tab, value = line.partition("\t")
         if tool == "postalias" and key.endswith(":"):
             key = key[:-1]
         if not key.startswith("YP_"):
