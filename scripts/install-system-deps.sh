@@ -4,7 +4,8 @@
 # for Molecule. Idempotent; does nothing when everything is present.
 set -euo pipefail
 pkgs=(python3-venv postfix postfix-lmdb postfix-cdb postfix-pcre db-util python3-lmdb podman runc debootstrap
-      iproute2 uidmap fuse-overlayfs slirp4netns rsync make catatonit)
+      iproute2 uidmap fuse-overlayfs slirp4netns rsync make catatonit
+      postgresql postfix-pgsql postfix-sqlite sqlite3 postfix-ldap postfix-mysql python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

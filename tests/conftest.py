@@ -51,3 +51,15 @@ def postfix_instance():
     finally:
         instance.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_instance():
+    """A started private PostgreSQL cluster (tests/postgres_instance.py): 127.0.0.1 on a free
+    port, a login role owning a database (``dsn``, ``user``, ``password``, ``dbname``),
+    ``psql(sql)`` as the superuser; stopped and removed after the test."""
+    import postgres_instance as pgi
+    if not pgi.available():
+        pytest.skip("PostgreSQL server or root not available (scripts/install-system-deps.sh)")
+    with pgi.postgres_cluster() as pg:
+        yield pg
