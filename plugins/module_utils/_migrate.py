@@ -82,13 +82,38 @@ def is_cache(name):
 _TYPE_AT = re.compile(r"(^|[\s,{]|(?<=proxy):)(hash|btree):(?=[/$])", re.I)
 
 
-def retype_raw(raw, new_type):
-    """``raw`` with every ``hash:``/``btree:`` type prefix replaced by ``new_type:``."""
-    return _TYPE_AT.sub(lambda m: m.group(1) + new_type + ":", raw)
+def _name_end(raw, i):
+    """End of the table name starting at ``raw[i]``: the next blank, comma or unbalanced
+    ``}`` (a ``${name}``/``$(name)`` expression is part of the name)."""
+    depth = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "$" and raw[i + 1:i + 2] in ("{", "("):
+            depth += 1
+            i += 2
+            continue
+        if depth and c in "})":
+            depth -= 1
+        elif not depth and (c.isspace() or c in ",}"):
+            break
+        i += 1
+    return i
 
 
-def _expected_refs(refs, new_type):
-    return [(new_type if typ in OLD_TYPES else typ, path) for typ, path in refs]
+def retype_raw(raw, new_type, keep=None, expand=None):
+    """``raw`` with every ``hash:``/``btree:`` type prefix replaced by ``new_type:``, except
+    the tables whose expanded name (``expand`` of the raw name) is in ``keep``."""
+    def sub(m):
+        if keep:
+            name = raw[m.end():_name_end(raw, m.end())]
+            if (expand(name) if expand else name) in keep:
+                return m.group(0)
+        return m.group(1) + new_type + ":"
+    return _TYPE_AT.sub(sub, raw)
+
+
+def _expected_refs(refs, new_type, keep=()):
+    return [(new_type if typ in OLD_TYPES and path not in keep else typ, path) for typ, path in refs]
 
 
 # -- reading an old index ---------------------------------------------------------------
@@ -193,6 +218,7 @@ class Migration(object):
         self.binary = binary if binary is not None else _postfix.Binary()
         self._config = None
         self._jobs = {}
+        self._left = {}
         self.log_checked = None
 
     def new_type(self, parameter):
@@ -213,6 +239,7 @@ class Migration(object):
         With ``read_old``, every old index is read (kept for verify) and every source parsed."""
         config_dir = self.config_dir
         problems = []
+        self._left = {}
         main_path = _postfix.main_cf_path(config_dir)
         master_path = _postfix.master_cf_path(config_dir)
         maincf, config = _postfix.load(config_dir, self.binary)
@@ -236,9 +263,12 @@ class Migration(object):
             if not old:
                 continue
             raw = config.explicit[name]
-            new_raw = retype_raw(raw, self.new_type(name))
+            keep = self._keep(name, None, old)
+            if len(keep) == len(set(p for _t, p in old)):
+                continue
+            new_raw = retype_raw(raw, self.new_type(name), keep, config.expand)
             main_edits[name] = (raw, new_raw, found)
-            for typ, path in old:
+            for typ, path in (r for r in old if r[1] not in keep):
                 refs.append(self._ref(name, None, typ, path, origin="main.cf"))
         # 2. default types
         type_edits = {}
@@ -250,8 +280,16 @@ class Migration(object):
         # alias_database entries without a type use default_database_type (newaliases).
         if ddt in OLD_TYPES and "alias_database" in config.explicit:
             for tok in _maincf.split_list(config.value("alias_database")):
-                if tok.startswith("/"):
-                    refs.append(self._ref("alias_database", None, ddt, tok, origin="default_database_type"))
+                if not tok.startswith("/"):
+                    continue
+                if self._keep("alias_database", None, [(ddt, tok)]):
+                    # newaliases gives it default_database_type, which changes: Postfix would
+                    # look for the new index nobody built.
+                    problems.append("%s: alias_database entry %s has no type and follows default_database_type "
+                                    "(%s -> %s), but its source is missing: write %s:%s or restore the source"
+                                    % (main_path, tok, ddt, self.to, ddt, tok))
+                    continue
+                refs.append(self._ref("alias_database", None, ddt, tok, origin="default_database_type"))
         # 3. the new main.cf, then defaults that still name an old type get an explicit value
         newcf = _maincf.MainCf(main_before, main_path)
         newcf.set_many(dict((n, e[1]) for n, e in main_edits.items()))
@@ -275,12 +313,15 @@ class Migration(object):
                     skipped.append("%s (default %s): neither source nor index exists; left as it is"
                                    % (name, defaults[name]))
                     continue
+                keep = self._keep(name, None, old)
+                if len(keep) == len(set(p for _t, p in old)):
+                    continue
                 raw = defaults[name]
-                new_raw = retype_raw(raw, self.new_type(name))
+                new_raw = retype_raw(raw, self.new_type(name), keep, newconfig.expand)
                 main_edits[name] = (raw, new_raw, _postfix.table_refs(config.value(name)))
                 newcf.set_many({name: new_raw})
                 added = True
-                for typ, path in old:
+                for typ, path in (r for r in old if r[1] not in keep):
                     refs.append(self._ref(name, None, typ, path, origin="default"))
             if not added:
                 break
@@ -295,21 +336,43 @@ class Migration(object):
                 old = [r for r in found if r[0] in OLD_TYPES]
                 if not old:
                     continue
-                new_raw = retype_raw(raw, self.new_type(name))
+                keep = self._keep(name, entry.key, old)
+                if len(keep) == len(set(p for _t, p in old)):
+                    continue
+                new_raw = retype_raw(raw, self.new_type(name), keep,
+                                     lambda text, entry=entry: _postfix.service_value(config, entry, text))
                 newentry.argv[idx] = "%s=%s" % (name, new_raw)
                 newentry.edited = True
                 master_edits.append((newentry, name, raw, new_raw, found))
-                for typ, path in old:
+                for typ, path in (r for r in old if r[1] not in keep):
                     refs.append(self._ref(name, entry.key, typ, path, origin="master.cf:%d" % entry.lineno))
-        # 5. prove the rewrite: same tables, same order, only old types changed
+        # 5. prove the rewrite: same tables, same order, only old types changed (the tables
+        # left alone keep theirs)
+        keep = set(p for _t, p in self._left)
+        if keep:
+            # A table left alone must still be named with its old type everywhere; a value that
+            # names it through $default_database_type (which changes) would not be.
+            left_type = dict((p, t) for t, p in self._left)
+            sites = [(name, "%s: parameter %s" % (main_path, name), newconfig.value(name))
+                     for name in sorted(set(newconfig.explicit) | set(defaults))]
+            for entry in newmaster.entries():
+                for _idx, name, raw in _mastercf.option_params(entry.argv):
+                    sites.append((name, "%s:%d: %s -o %s" % (master_path, entry.lineno, entry.key, name),
+                                  _postfix.service_value(newconfig, entry, raw)))
+            for name, where, value in sites:
+                for typ, path in _postfix.table_refs(value):
+                    if path in left_type and typ != left_type[path] and not is_cache(name):
+                        problems.append("%s would name %s:%s, whose source is missing (the table is left alone): "
+                                        "write %s:%s there, or restore the source"
+                                        % (where, typ, path, left_type[path], path))
         for name, (raw, new_raw, found) in sorted(main_edits.items()):
             got = _postfix.table_refs(newconfig.value(name))
-            if got != _expected_refs(found, self.new_type(name)):
+            if got != _expected_refs(found, self.new_type(name), keep):
                 problems.append("%s: parameter %s = %s: cannot retype its tables safely (the rewritten value "
                                 "names %s); edit it by hand" % (main_path, name, raw, _fmt_refs(got)))
         for newentry, name, raw, new_raw, found in master_edits:
             got = _postfix.table_refs(_postfix.service_value(newconfig, newentry, new_raw))
-            if got != _expected_refs(found, self.new_type(name)):
+            if got != _expected_refs(found, self.new_type(name), keep):
                 problems.append("%s:%d: %s -o %s=%s: cannot retype its tables safely; edit it by hand"
                                 % (master_path, newentry.lineno, newentry.key, name, raw))
         # 6. the tables: one job per (old type, path), kind from where it is named
@@ -350,6 +413,8 @@ class Migration(object):
             master_cf_overrides=["%s -o %s" % (e.key, n) for e, n, _r, _nr, _f in master_edits],
             remove_old=removable,
             skipped=skipped,
+            left_alone=[dict(self._left[k], parameters=list(self._left[k]["parameters"]))
+                        for k in sorted(self._left)],
             main_cf=dict(path=main_path, before=main_before, after=main_after),
             master_cf=dict(path=master_path, before=master_before, after=master_after),
         )
@@ -357,6 +422,27 @@ class Migration(object):
         if problems:
             raise Refused(problems, plan)
         return plan
+
+    def _keep(self, parameter, service, old):
+        """The paths among ``old`` ([(type, path)] named by ``parameter``) that are left alone:
+        tables (not caches) whose source is missing and only the old index exists, without
+        ``dump_missing_sources``; each is recorded with the reason."""
+        keep = set()
+        if is_cache(parameter) or self.dump_missing_sources:
+            return keep
+        for typ, path in old:
+            index = _db.index_path(path, typ)
+            if os.path.exists(path) or not os.path.exists(index):
+                continue
+            keep.add(path)
+            site = parameter if service is None else "%s -o %s" % (service, parameter)
+            left = self._left.setdefault((typ, path), dict(
+                reference="%s:%s" % (typ, path), parameters=[],
+                reason="source %s is missing (only the index %s exists); set dump_missing_sources=true to "
+                       "write the source from the index and migrate it" % (path, index)))
+            if site not in left["parameters"]:
+                left["parameters"].append(site)
+        return keep
 
     def _ref(self, parameter, service, typ, path, origin):
         kind = CACHE if is_cache(parameter) else (ALIASES if parameter in ALIAS_PARAMS else TABLE)
@@ -444,7 +530,7 @@ class Migration(object):
         jobs = self._jobs
         result = dict(plan=plan, changed=False, compiled=[], verified=[], removed=[], reloaded=False, log_checked=None,
                       rolled_back=False, rollback_reason=None, log_problems=[], main_cf_changed=False,
-                      master_cf_changed=False)
+                      master_cf_changed=False, left_alone=plan["left_alone"])
         main = plan["main_cf"]
         master = plan["master_cf"]
         rewrite = main["before"] != main["after"] or master["before"] != master["after"]

@@ -36,13 +36,18 @@ description:
   - Refused before any change, naming the table or parameter - O(to) or O(cache_type) not in
     C(postconf -c config_dir -m); a source that does not parse (C(path:line) and the problem); an old
     index that is missing, unreadable, corrupt or older than its source (Postfix serves the old
-    index; run C(postmap) or C(newaliases) first); an index whose source is missing (unless
-    O(dump_missing_sources)); a new index that does not answer exactly like the old one; a value
+    index; run C(postmap) or C(newaliases) first); a new index that does not answer exactly like the old one; a value
     whose rewrite would name other tables; with O(reload), a configuration the reload pre-flight
     of M(mailops.postfix.reload) refuses already. The new index files created so far are removed.
   - A failure after the rewrite (the reload's pre-flight, the log check) restores the previous
     main.cf and master.cf, reloads again, removes the new index files the run created, and
     fails with RV(rolled_back=true) and the reason.
+  - A table whose source is missing (only its old index exists) is left alone unless
+    O(dump_missing_sources) - its C(hash:)/C(btree:) references (also inside a value whose other
+    tables move) and its files stay as they are, the other tables are migrated, the run succeeds,
+    RV(left_alone) lists it and a warning names it, at every run until it is dealt with. Refused
+    instead when the table would follow C(default_database_type), which changes - an
+    C(alias_database) entry without a type, a value naming C($default_database_type:PATH).
   - On a migrated host nothing is left to do and nothing is written (C(changed=false)). With
     O(keep_old=false), a later run removes the C(.db) files of tables (and caches) that the
     configuration now names only with the new type.
@@ -75,7 +80,7 @@ options:
     description:
       - When a table's index exists but its source does not, write the source from the old
         index first (C(key value) lines, C(key) colon C(value) for aliases, values as stored), then migrate it.
-        Without it such a table refuses the migration.
+        Without it such a table is left alone (RV(left_alone)) and the others are migrated.
     type: bool
     default: false
   log_file:
@@ -168,6 +173,10 @@ plan:
       description: Defaults naming old tables that exist nowhere, left as they are.
       type: list
       elements: str
+    left_alone:
+      description: The tables left alone, as RV(left_alone).
+      type: list
+      elements: dict
   sample:
     references:
       - parameter: virtual_alias_maps
@@ -180,6 +189,20 @@ plan:
         new_index: /etc/postfix/virtual.lmdb
         kind: table
         action: compile
+left_alone:
+  description:
+    - Tables whose source is missing (only the old index exists), left alone without
+      O(dump_missing_sources) - C(reference) (C(hash:PATH) or C(btree:PATH)), the C(parameters)
+      naming it (C(service -o name) for a master.cf override) and the C(reason). Each is also
+      named in a warning.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - reference: hash:/etc/postfix/virtual
+      parameters: [virtual_alias_maps]
+      reason: source /etc/postfix/virtual is missing (only the index /etc/postfix/virtual.db exists);
+        set dump_missing_sources=true to write the source from the index and migrate it
 compiled:
   description: The new indexes (C(table), whether it was (re)built, C(records)).
   returned: success
@@ -291,6 +314,8 @@ def main():
                          changed=False)
     except PostfixError as e:
         module.fail_json(msg=str(e), rolled_back=False, rollback_reason=None, log_problems=[])
+    for left in res["left_alone"]:
+        module.warn("%s (%s) left alone: %s" % (left["reference"], ", ".join(left["parameters"]), left["reason"]))
     diff = _diff(res["plan"]) if res["changed"] and module._diff else []
     res["plan"] = _public(res["plan"])
     if diff:

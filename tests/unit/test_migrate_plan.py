@@ -155,8 +155,6 @@ def test_postfix_311_default_cache_db_type(host):
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("source missing", "source %(etc)s/virtual is missing (only the index %(etc)s/virtual.db exists); "
-                       "set dump_missing_sources=true"),
     ("index missing", "index %(etc)s/virtual.db is missing; run postmap first"),
     ("nothing", "neither the source nor the index %(etc)s/virtual.db exists"),
     ("corrupt", "old index unreadable"),
@@ -166,9 +164,7 @@ def test_refused_naming_the_table(host, case, needle):
     etc, table = host
     spec = table("virtual", "a@x.test b@y.test\n")
     path = etc / "virtual"
-    if case == "source missing":
-        path.unlink()
-    elif case == "index missing":
+    if case == "index missing":
         (etc / "virtual.db").unlink()
     elif case == "nothing":
         path.unlink()
@@ -184,6 +180,61 @@ def test_refused_naming_the_table(host, case, needle):
     assert any(p.startswith(want) for p in info.value.problems), info.value.problems
     # The plan comes along with the refusal (check mode shows it).
     assert info.value.plan["references"][0]["old"] == spec
+
+
+def test_source_missing_left_alone(host):
+    """Issue 14: a table with only its index is reported and left alone; the others move."""
+    etc, table = host
+    virt = table("virtual", "a@x.test b@y.test\n")
+    trans = table("transport", "x.test smtp:[relay.test]\n")
+    (etc / "virtual").unlink()
+    write(etc, "virtual_alias_maps = %s\ntransport_maps = %s\n"
+               "sender_dependent_relayhost_maps = unionmap:{hash:$config_directory/virtual, %s}\n"
+               "config_directory = %s\n" % (virt, trans, trans, etc),
+          "submission inet n - n - - smtpd\n  -o smtpd_sender_login_maps=%s\n" % virt)
+    p = plan(etc)
+    assert p["left_alone"] == [dict(
+        reference=virt, parameters=["sender_dependent_relayhost_maps", "virtual_alias_maps", "proxy_read_maps",
+                                    "submission/inet -o smtpd_sender_login_maps"],
+        reason="source %s/virtual is missing (only the index %s/virtual.db exists); set dump_missing_sources=true "
+               "to write the source from the index and migrate it" % (etc, etc))]
+    after = p["main_cf"]["after"].decode()
+    assert "virtual_alias_maps = %s\n" % virt in after
+    assert "transport_maps = lmdb:%s/transport\n" % etc in after
+    # Inside one value: the table left alone keeps its type, the other one moves.
+    assert "unionmap:{hash:$config_directory/virtual, lmdb:%s/transport}" % etc in after
+    assert p["master_cf"]["after"] == p["master_cf"]["before"]
+    assert [t["path"] for t in p["tables"] if t["kind"] != "cache"] == [str(etc / "transport")]
+    assert str(etc / "virtual") not in [r["source"] for r in p["references"]]
+    # With dump_missing_sources it is migrated like the others.
+    p = plan(etc, dump_missing_sources=True)
+    assert p["left_alone"] == []
+    assert "virtual_alias_maps = lmdb:%s/virtual\n" % etc in p["main_cf"]["after"].decode()
+    assert dict((t["path"], t["action"]) for t in p["tables"])[str(etc / "virtual")] == "dump source, compile"
+
+
+def test_left_alone_behind_default_database_type_refused(host):
+    """$default_database_type:PATH would follow the new default type to an index nobody built."""
+    etc, table = host
+    table("virtual", "a@x.test b@y.test\n")
+    (etc / "virtual").unlink()
+    write(etc, "virtual_alias_maps = $default_database_type:%s/virtual\n" % etc)
+    with pytest.raises(_migrate.Refused) as info:
+        plan(etc)
+    assert "%s/main.cf: parameter virtual_alias_maps would name lmdb:%s/virtual, whose source is missing (the table " \
+           "is left alone): write hash:%s/virtual there, or restore the source" % (etc, etc, etc) \
+        in info.value.problems, info.value.problems
+
+
+def test_untyped_alias_database_without_source_refused(host):
+    etc, table = host
+    table("aliases", "info: root\n", kind=_mapbuild.ALIASES)
+    (etc / "aliases").unlink()
+    write(etc, "alias_database = %s/aliases\nalias_maps =\n" % etc)
+    with pytest.raises(_migrate.Refused) as info:
+        plan(etc)
+    assert any("alias_database entry %s/aliases has no type and follows default_database_type (hash -> lmdb)"
+               % etc in pr for pr in info.value.problems), info.value.problems
 
 
 def test_refused_types_the_host_lacks(host, monkeypatch):
