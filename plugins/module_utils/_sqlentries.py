@@ -210,6 +210,12 @@ def where(kw):
 
 
 def _db_message(exc):
+    """The server's message and detail on one line (psycopg2 Diagnostics), else libpq's text."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        detail = getattr(diag, "message_detail", None)
+        return primary + (" (%s)" % detail if detail else "")
     lines = (getattr(exc, "pgerror", None) or str(exc)).strip().splitlines()
     return " / ".join(line.strip() for line in lines if line.strip()) or type(exc).__name__
 
