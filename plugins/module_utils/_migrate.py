@@ -270,7 +270,12 @@ class Migration(object):
             main_edits[name] = (raw, new_raw, found)
             for typ, path in (r for r in old if r[1] not in keep):
                 refs.append(self._ref(name, None, typ, path, origin="main.cf"))
-        # 2. default types
+        # 2. default types: a Berkeley DB default becomes ``to`` / ``cache_type``. A default that
+        # is already lmdb or cdb (Debian 14's default_database_type = cdb, Postfix 3.11's
+        # default_cache_db_type = lmdb) is left as it is: every untyped alias_database entry,
+        # every $default_database_type:PATH value and every postmap/postalias run without a type
+        # follow it (postconf(5) default_database_type), and those tables are not Berkeley DB
+        # ones this run proves; it is also the type postfix-non-bdb(1) redirects to.
         type_edits = {}
         ddt = config.value("default_database_type") or "hash"
         if ddt in OLD_TYPES:
@@ -349,6 +354,13 @@ class Migration(object):
         # 5. prove the rewrite: same tables, same order, only old types changed (the tables
         # left alone keep theirs)
         keep = set(p for _t, p in self._left)
+        nbdb = config.value("non_bdb_migration_level")
+        if nbdb and nbdb != "disable":
+            # postfix-non-bdb(1): from enable-redirect on, a hash:/btree: table is opened as
+            # $default_database_type / $default_cache_db_type - not from the .db left alone.
+            for left in self._left.values():
+                left["reason"] += ("; with non_bdb_migration_level = %s Postfix does not read this .db: it "
+                                   "opens the table as another type" % nbdb)
         if keep:
             # A table left alone must still be named with its old type everywhere; a value that
             # names it through $default_database_type (which changes) would not be.

@@ -28,8 +28,12 @@ description:
   - A cache (C(*_cache_database), C(*_cache_map), C(address_verify_map), the SASL auth cache
     names) only changes its reference; the daemons create the new file.
   - Only then are main.cf and master.cf rewritten (each atomically, under its lock; only the
-    type prefixes change, C($name) references are kept), C(default_database_type) set to O(to)
-    and, on Postfix 3.11 and later, C(default_cache_db_type) to O(cache_type). Postfix is reloaded when it
+    type prefixes change, C($name) references are kept), C(default_database_type) set to O(to) when it
+    is C(hash) or C(btree) and, on Postfix 3.11 and later, C(default_cache_db_type) to O(cache_type)
+    when it is. A default type that is already C(lmdb) or C(cdb) (Debian 14 writes
+    C(default_database_type = cdb)) is left as it is, whatever O(to) - the untyped tables and
+    C($default_database_type:PATH) values that follow it are not Berkeley DB tables. The module does not
+    set C(non_bdb_migration_level) (Postfix 3.11) either way. Postfix is reloaded when it
     runs, and its log read from just before the reload until C(log_wait) seconds after the
     master's C(reload -- version) line, for C(unsupported dictionary type), C(open database),
     C(fatal:) and C(panic:) lines of this instance's C(syslog_name).
@@ -155,7 +159,8 @@ plan:
       type: list
       elements: dict
     default_types:
-      description: C(default_database_type) and C(default_cache_db_type) changes (C(before), C(after)).
+      description: C(default_database_type) and C(default_cache_db_type) changes (C(before), C(after)); only a
+        C(hash) or C(btree) default type changes, so on a Debian 14 host this is empty.
       type: dict
     main_cf_params:
       description: The main.cf parameters rewritten or set.

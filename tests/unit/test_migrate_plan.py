@@ -154,6 +154,28 @@ def test_postfix_311_default_cache_db_type(host):
     assert p["main_cf_params"] == ["default_cache_db_type", "default_database_type"]
 
 
+def test_postfix_311_debian_defaults_left_as_they_are(host):
+    """Debian 14: default_database_type = cdb and default_cache_db_type = lmdb are not Berkeley
+    DB; with to: lmdb they stay (a cdb table that follows $default_database_type stays cdb)."""
+    etc, table = host
+    binary = Binary({"default_cache_db_type": "lmdb", "address_verify_map": "$default_cache_db_type:$data_directory/v",
+                     "postscreen_cache_map": "$default_cache_db_type:$data_directory/p",
+                     "alias_maps": "$default_database_type:/nonexistent/aliases, nis:mail.aliases",
+                     "alias_database": "$default_database_type:/nonexistent/aliases"})
+    table("aliases", "info: root\n", kind=_mapbuild.ALIASES, typ="cdb")
+    spec = table("virtual", "a@x.test b@y.test\n")
+    write(etc, "default_database_type = cdb\ndefault_cache_db_type = lmdb\nalias_database = $default_database_type:%s"
+               "/aliases\nalias_maps = $alias_database\nvirtual_alias_maps = %s\n" % (etc, spec))
+    p = plan(etc, binary=binary, to="lmdb", cache_type="lmdb")
+    assert p["default_types"] == {}
+    assert p["main_cf_params"] == ["virtual_alias_maps"]
+    after = p["main_cf"]["after"].decode()
+    assert "default_database_type = cdb\n" in after and "default_cache_db_type = lmdb\n" in after
+    assert [t["path"] for t in p["tables"]] == [str(etc / "virtual")]
+    # to: cdb is the same: nothing to set.
+    assert plan(etc, binary=binary, to="cdb")["default_types"] == {}
+
+
 @pytest.mark.parametrize("case, needle", [
     ("index missing", "index %(etc)s/virtual.db is missing; run postmap first"),
     ("nothing", "neither the source nor the index %(etc)s/virtual.db exists"),
@@ -206,6 +228,12 @@ def test_source_missing_left_alone(host):
     assert p["master_cf"]["after"] == p["master_cf"]["before"]
     assert [t["path"] for t in p["tables"] if t["kind"] != "cache"] == [str(etc / "transport")]
     assert str(etc / "virtual") not in [r["source"] for r in p["references"]]
+    # Postfix 3.11 with the redirect on does not read the .db left alone: the reason says so.
+    with open(etc / "main.cf", "a") as f:
+        f.write("non_bdb_migration_level = enable-redirect\n")
+    assert plan(etc)["left_alone"][0]["reason"].endswith(
+        "; with non_bdb_migration_level = enable-redirect Postfix does not read this .db: it opens the table as "
+        "another type")
     # With dump_missing_sources it is migrated like the others.
     p = plan(etc, dump_missing_sources=True)
     assert p["left_alone"] == []

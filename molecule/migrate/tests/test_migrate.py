@@ -55,6 +55,21 @@ def test_no_berkeley_db_table_left(mx):
         assert mx.run("postconf -h %s", param).stdout.strip() not in ("hash", "btree"), param
 
 
+def test_default_types(mx):
+    # A Berkeley DB default type becomes `to` (lmdb); Debian 14's default_database_type = cdb
+    # (not Berkeley DB, followed by its /etc/aliases.cdb) and default_cache_db_type = lmdb stay;
+    # non_bdb_migration_level is not set (docs/postfix-3.11.md).
+    version = tuple(int(n) for n in mx.check_output("postconf -h mail_version").split(".")[:2])
+    ddt = mx.check_output("postconf -h default_database_type")
+    if version >= (3, 11):
+        assert ddt == "cdb"
+        assert mx.check_output("postconf -h default_cache_db_type") == "lmdb"
+        assert mx.check_output("postconf -h non_bdb_migration_level") == "disable"
+        assert "non_bdb_migration_level" not in mx.check_output("postconf -n")
+    else:
+        assert ddt == "lmdb"
+
+
 NAMES = ["virtual", "aliases", "transport", "canonical", "sender_login"]
 
 
