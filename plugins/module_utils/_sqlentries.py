@@ -148,10 +148,11 @@ class Plan:
         return "".join(lines)
 
 
-def plan(current, desired, state="present", exclusive=False, has_active=False):
+def plan(current, desired, state="present", exclusive=False, has_active=False, keep=()):
     """Compare the rows in scope (``current``: iterable of (key, value, active) with active
     None when the table has no such column) with ``desired`` ({key: value or None}). A row
-    is wanted active when the table has an active column."""
+    is wanted active when the table has an active column; ``exclusive`` leaves keys in
+    ``keep`` alone."""
     p = Plan()
     for key, value, active in current:
         p.before.setdefault(key, []).append((value, active))
@@ -172,7 +173,7 @@ def plan(current, desired, state="present", exclusive=False, has_active=False):
                 continue
             p.after[key] = [want]
         if exclusive:
-            p.remove = [key for key in p.before if key not in desired]
+            p.remove = [key for key in p.before if key not in desired and key not in keep]
     for key in p.remove:
         del p.after[key]
     return p
@@ -256,7 +257,7 @@ class Target:
 
 
 def sync(target, desired, state="present", exclusive=False, domain=None, exclusive_scope="domain",
-         connection=None, check_mode=False, connect=None):
+         connection=None, check_mode=False, connect=None, keep_mailbox_aliases=True):
     """One transaction. ``desired`` comes from :func:`normalise_entries`; ``connection`` is
     :func:`connect_kwargs`'s dict. Returns (Plan, count of rows in scope after)."""
     if exclusive and state != "present":
@@ -300,7 +301,16 @@ def sync(target, desired, state="present", exclusive=False, domain=None, exclusi
             cur.execute(query, args)
             rows = [(r[0], r[1], (bool(r[2]) if r[2] is not None else False) if len(r) > 2 else None)
                     for r in cur.fetchall()]
-            p = plan(rows, desired, state=state, exclusive=exclusive, has_active="active" in col)
+            keep = ()
+            if exclusive and keep_mailbox_aliases and target.layout == "postfixadmin":
+                # PostfixAdmin gives every mailbox an alias row (address = goto) so that a
+                # catch-all of its domain does not take the mailbox's mail: not ours to remove.
+                query = sql.SQL("SELECT username FROM {}").format(sql.Identifier(target.schema, "mailbox"))
+                if domain is not None:
+                    query += sql.SQL(" WHERE domain = %s")
+                cur.execute(query, [domain] if domain is not None else [])
+                keep = set(r[0] for r in cur.fetchall())
+            p = plan(rows, desired, state=state, exclusive=exclusive, has_active="active" in col, keep=keep)
             if p.changed and not check_mode:
                 _apply(cur, sql, psycopg2.extras, table, col, p)
         if check_mode or not p.changed:

@@ -77,10 +77,19 @@ options:
       - With O(state=present), also remove the rows in scope that are not in O(entries) -
         the rows of O(domain) (the C(domain) column when the table has one, else keys ending
         in C(@domain)), or the whole table with O(exclusive_scope=table).
-      - With O(layout=postfixadmin), the C(alias) rows PostfixAdmin creates for its mailboxes
-        (C(address) = C(goto)) are rows of the domain too; list them in O(entries) to keep them.
+      - With O(layout=postfixadmin), the C(alias) rows of PostfixAdmin's mailboxes are left alone,
+        see O(keep_mailbox_aliases).
     type: bool
     default: false
+  keep_mailbox_aliases:
+    description:
+      - With O(layout=postfixadmin) and O(exclusive=true), leave the C(alias) rows of the
+        addresses in PostfixAdmin's C(mailbox) table (same O(schema)) unless O(entries) lists
+        them. PostfixAdmin gives every mailbox such a row (C(address) = C(goto), or a forward
+        that keeps a copy) so that a catch-all of the domain does not take the mailbox's mail.
+      - V(false) removes them like any other row not in O(entries).
+    type: bool
+    default: true
   domain:
     description:
       - Every key must belong to this domain; the scope of O(exclusive).
@@ -255,6 +264,7 @@ def main():
             exclusive=dict(type="bool", default=False),
             domain=dict(type="str"),
             exclusive_scope=dict(type="str", default="domain", choices=["domain", "table"]),
+            keep_mailbox_aliases=dict(type="bool", default=True),
             login_host=dict(type="str", default=""),
             login_port=dict(type="int", default=5432, aliases=["port"]),
             login_user=dict(type="str", default="postgres"),
@@ -277,7 +287,7 @@ def main():
             p["login_unix_socket"], p["ssl_mode"], p["ca_cert"], p["connect_params"])
         plan, count = sync(target, desired, state=p["state"], exclusive=p["exclusive"], domain=p["domain"],
                            exclusive_scope=p["exclusive_scope"], connection=connection,
-                           check_mode=module.check_mode)
+                           check_mode=module.check_mode, keep_mailbox_aliases=p["keep_mailbox_aliases"])
     except MissingLibrary as e:
         module.fail_json(msg=missing_required_lib("psycopg2") + " " + str(e))
     except PostfixError as e:

@@ -59,6 +59,8 @@ def test_plan_idempotent_and_absent():
     assert not p.changed and p.before == p.after
     p = se.plan(current, {"a@x": None, "z@x": None}, state="absent")
     assert p.removed == ["a@x"] and not p.added and se.Plan.text(p.after) == "b@x 2\n"
+    p = se.plan(current, {"c@x": "3"}, exclusive=True, keep={"b@x"})
+    assert p.removed == ["a@x"] and p.added == ["c@x"]
 
 
 def test_target_columns_and_layouts():

@@ -1,6 +1,7 @@
 """sql_entries against a real PostgreSQL (private cluster), with real Postfix reading the rows
 through a pgsql: client file (postmap -q)."""
 
+import grp
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ pytest.importorskip("psycopg2")
 PAIRS = "CREATE TABLE virtual (source varchar(255) PRIMARY KEY, destination text NOT NULL);"
 
 # PostfixAdmin 3.3's PostgreSQL schema (Debian 12 postfixadmin, public/upgrade.php,
-# upgrade_1_pgsql), the two tables an alias needs.
+# upgrade_2_pgsql): the tables an alias needs, and mailbox.
 POSTFIXADMIN = """
 CREATE TABLE domain (
     domain character varying(255) NOT NULL,
@@ -40,6 +41,17 @@ CREATE TABLE alias (
     active boolean NOT NULL default true,
     Constraint "alias_key" Primary Key ("address"));
 CREATE INDEX alias_address_active ON alias(address,active);
+CREATE TABLE mailbox (
+    username character varying(255) NOT NULL,
+    password character varying(255) NOT NULL default '',
+    name character varying(255) NOT NULL default '',
+    maildir character varying(255) NOT NULL default '',
+    quota integer NOT NULL default 0,
+    domain character varying(255) NOT NULL REFERENCES "domain",
+    created timestamp with time zone default now(),
+    modified timestamp with time zone default now(),
+    active boolean NOT NULL default true,
+    Constraint "mailbox_key" Primary Key ("username"));
 INSERT INTO domain (domain) VALUES ('example.com'), ('example.org');
 """
 
@@ -86,11 +98,13 @@ def pairs(pg, entries, **kw):
     return login(pg, **args)
 
 
-def client_file(tmp_path, pg, query):
-    """A pgsql_table(5) client file as a Postfix host would have it."""
-    path = tmp_path / ("pgsql-%d.cf" % len(list(tmp_path.glob("pgsql-*.cf"))))
+def client_file(directory, pg, query):
+    """A pgsql_table(5) client file as a Postfix host would have it (0640 root:postfix)."""
+    path = directory / ("pgsql-%d.cf" % len(list(directory.glob("pgsql-*.cf"))))
     path.write_text("hosts = %s\nuser = %s\npassword = %s\ndbname = %s\nquery = %s\n" % (
         pg.hostport, pg.user, pg.password, pg.dbname, query.replace("FROM ", "FROM %s." % pg.schema)))
+    os.chown(path, 0, grp.getgrnam("postfix").gr_gid)
+    os.chmod(path, 0o640)
     return "pgsql:%s" % path
 
 
@@ -174,6 +188,46 @@ def test_postfixadmin_alias_table_read_by_postfix(pg, conf, tmp_path):
     assert r["failed"] and "alias" in r["msg"] and "unknown.test" in r["msg"]
     assert pg.password not in r["msg"]
     assert sql(pg, "SELECT count(*) FROM alias WHERE address = 'n@example.com';") == "0\n"
+
+
+def test_exclusive_keeps_postfixadmin_mailbox_aliases(pg):
+    sql(pg, POSTFIXADMIN + "INSERT INTO mailbox (username, domain) VALUES ('box@example.com', 'example.com');"
+                           "INSERT INTO alias (address, goto, domain) VALUES"
+                           " ('box@example.com', 'box@example.com', 'example.com'),"
+                           " ('old@example.com', 'box@example.com', 'example.com');")
+    args = login(pg, layout="postfixadmin", domain="example.com", exclusive=True,
+                 entries={"@example.com": "box@example.com"})
+    r = run_module("sql_entries", args)
+    assert r["removed"] == ["old@example.com"] and r["added"] == ["@example.com"]
+    assert r["diff"]["after"] == "@example.com box@example.com\nbox@example.com box@example.com\n"
+    r = run_module("sql_entries", dict(args, keep_mailbox_aliases=False), check_mode=True)
+    assert r["changed"] and r["removed"] == ["box@example.com"]
+    assert sql(pg, "SELECT address FROM alias ORDER BY 1;") == "@example.com\nbox@example.com\n"
+
+
+def test_smtp_delivery_through_sql_aliases_changed_without_reload(pg, postfix_instance):
+    pf = postfix_instance
+    sql(pg, POSTFIXADMIN)
+    pf.add_mailboxes("alice", "bob")
+    spec = client_file(pf.config_dir, pg, PFA_QUERY)
+    # proxymap(8) holds the connection, as an MX fleet would (proxy_read_maps has
+    # $virtual_alias_maps by default).
+    pf.write_main(virtual_alias_domains="example.com", virtual_alias_maps="proxy:" + spec)
+    args = login(pg, layout="postfixadmin", domain="example.com", exclusive=True,
+                 entries={"team@example.com": ["alice@mbox.test", "bob@mbox.test"]})
+    assert run_module("sql_entries", args)["changed"]
+    pf.start()
+    msgid = pf.send("Team@example.com")
+    pf.wait_for_delivery("alice", msgid)
+    pf.wait_for_delivery("bob", msgid)
+    code, reply = pf.rcpt_code("nobody@example.com")
+    assert code == 550 and "Recipient address rejected" in reply
+    # One database write re-routes at once: no postmap, no reload.
+    args["entries"]["team@example.com"] = "bob@mbox.test"
+    assert run_module("sql_entries", args)["updated"] == ["team@example.com"]
+    msgid = pf.send("team@example.com")
+    pf.wait_for_delivery("bob", msgid)
+    assert not [m for m in pf.mailbox("alice") if msgid in m]
 
 
 def test_bad_input_refused_before_connecting_and_unreachable_database(pg):
