@@ -260,7 +260,7 @@ def edit(path, table_type, params=None, secret_params=None, state="present", bac
     result.update(
         changed=bool(write or fix),
         created=not exists and write,
-        changed_params=changed,
+        changed_params=sorted(changed),
         attributes_changed=fix,
         before=before_text,
         after=masked(maincf, hidden, changed),

@@ -146,7 +146,7 @@ created:
   type: bool
   sample: false
 changed_params:
-  description: The parameters whose lines changed (or would change in check mode).
+  description: The parameters whose lines changed (or would change in check mode), sorted.
   returned: always
   type: list
   elements: str
