@@ -358,6 +358,9 @@ def test_playbook_check_mode_prints_the_plan_then_migrates(postfix_instance):
     assert rc == 0 and "changed=1" in out, out
     assert "cdb:%s/virtual: keys 3" % etc in out, out
     assert old_types_left(pf.postconf("-n") + pf.postconf("-P")) == []
+    # A migrated host: nothing to do, nothing to show (every `when:` a boolean).
+    rc, out = run_playbook(pf, "migrate_tables", "-e", "target=all", "-e", "to=cdb")
+    assert rc == 0 and "changed=0" in out and "failed=0" in out, out
 
 
 def test_playbook_stops_at_the_first_failing_host(postfix_instance, tmp_path):
