@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: lookup_client
 short_description: Write the client file of a Postfix pgsql, mysql, ldap or sqlite table
-version_added: "0.2.0"
+version_added: "0.1.0"
 author: mailops.postfix maintainers (@mailops)
 description:
   - Sets or removes the parameters of the configuration file that a network or SQL lookup
