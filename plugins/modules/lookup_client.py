@@ -25,7 +25,7 @@ description:
     given in O(secret_params) only; their values never appear in the result or the diff
     (shown as C(<hidden>)).
   - The file is kept mode O(mode) (C(0640)), owned by root and the C(postfix) group (when it
-    exists and the module runs as root): it holds a password. It is replaced atomically
+    exists and the module runs as root), since it holds a password. It is replaced atomically
     under a lock.
   - The table's data and the database server are not touched. A change is read by Postfix
     processes that open the table afterwards (a reload, M(mailops.postfix.reload), makes it
@@ -165,7 +165,7 @@ backup_file:
 warnings_file:
   description:
     - What the client would not understand among the lines already in the file (unknown
-      names, duplicates, stray continuation lines), each as C(file:line: problem).
+      names, duplicates, stray continuation lines), each as C(file:line) and the problem.
   returned: always
   type: list
   elements: str
