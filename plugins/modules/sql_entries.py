@@ -14,17 +14,17 @@ author: mailops.postfix maintainers (@mailops)
 description:
   - Adds, changes or removes the rows of a PostgreSQL table that Postfix reads through a
     C(pgsql:) table (pgsql_table(5)), typically C(virtual_alias_maps) shared by a fleet of MX
-    hosts: one call changes what every host routes.
+    hosts - one call changes what every host routes.
   - Two layouts. V(pairs) is a two-column table (a key column and a value column).
     V(postfixadmin) is PostfixAdmin's C(alias) table (C(address), C(goto), C(domain), C(active),
     C(created), C(modified)); new rows get the address's domain and C(active=true), changed
-    rows C(active=true) and C(modified=now()), C(created) is left to its default.
+    rows C(active=true) and C(modified) the transaction time, C(created) is left to its default.
   - Everything happens in one transaction. The rows in scope are read C(FOR UPDATE) (other
     writers of those rows wait, readers such as Postfix do not), the changes are computed in
-    Python, then applied with one C(DELETE), an C(UPDATE ... FROM (VALUES ...)) and a C(COPY);
+    Python, then applied with one C(DELETE), an C(UPDATE) from a C(VALUES) list and a C(COPY);
     then C(COMMIT). Any error rolls the whole transaction back; nothing is half-written.
   - Keys are stored folded as Postfix folds a key before it queries (C(dict_pgsql.c) with
-    C(DICT_FLAG_FOLD_FIX): ASCII lower-case; full case folding for non-ASCII keys), since a key
+    C(DICT_FLAG_FOLD_FIX) - ASCII lower-case, full case folding for non-ASCII keys), since a key
     stored with capitals is never found.
   - Driver - psycopg2 (Debian's C(python3-psycopg2), also what community.postgresql uses), imported
     only when the module runs, with a clear error naming the package when it is missing. This
@@ -54,8 +54,8 @@ options:
     description:
       - Column names by role, over the layout's defaults. Roles - C(key), C(value) (both
         required), C(domain) (filled with the key's domain on insert, the scope of O(exclusive)),
-        C(active) (set true), C(modified) (set to C(now()) on update). An empty name drops the role.
-      - Example for a two-column table - C({key: source, value: destination}).
+        C(active) (set true), C(modified) (set to the transaction time on update). An empty name drops the role.
+      - "Example for a two-column table - C({key: source, value: destination})."
     type: dict
   entries:
     description:
@@ -164,10 +164,12 @@ notes:
     O(domain) with O(exclusive=true); the module run in-process, argument checks included) -
     100,000 rows first inserted in one call 2.8 s, one value changed among them 1.5 s, no change
     1.4 s. The transaction itself (read C(FOR UPDATE), compare, write) took 0.7 s, 0.5 s and
-    0.5 s of that; the rest is validating the 100,000 entries."
-  - The C(pgsql:) client file Postfix reads is not written here (see the issue's
-    C(lookup_client) module or write pgsql_table(5) yourself); for PostfixAdmin it is
-    C(query = SELECT goto FROM alias WHERE address='%s' AND active = '1').
+    0.5 s of that; the rest is validating the 100,000 entries. Through C(ansible-playbook) with the
+    entries in a variable, the module took 1.6 s on the target and the whole run 12 to 18 s - the
+    rest is Ansible's controller handling a 100,000-key variable."
+  - This module writes no Postfix configuration. Each host's C(pgsql:) client file
+    (pgsql_table(5)) names the same table; for PostfixAdmin its query is
+    C(SELECT goto FROM alias WHERE address='%s' AND active = '1').
   - The module reports C(changed) from the rows, so a second identical run reports no change
     and does not touch the table (no C(modified) stamp).
 seealso:
