@@ -247,6 +247,13 @@ def test_bad_input_refused_before_connecting_and_unreachable_database(pg):
     assert sql(pg, "SELECT count(*) FROM virtual;") == "0\n"
 
 
+def test_missing_driver_named(monkeypatch):
+    """Without psycopg2 on the target: the package to install, and no traceback."""
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    r = run_module("sql_entries", dict(table="virtual", entries={"a@example.com": "b"}), fail_ok=True)
+    assert r["failed"] and "python3-psycopg2" in r["msg"] and "psycopg2" in r["msg"]
+
+
 def test_100k_rows_sync_in_seconds(pg, conf, tmp_path):
     sql(pg, POSTFIXADMIN)
     entries = dict(("user%06d@example.com" % i, "box%06d@example.net" % i) for i in range(100000))
