@@ -247,6 +247,28 @@ def test_bad_input_refused_before_connecting_and_unreachable_database(pg):
     assert sql(pg, "SELECT count(*) FROM virtual;") == "0\n"
 
 
+def test_concurrent_writer_waits_for_the_transaction(pg):
+    """Rows in scope are locked FOR UPDATE: a sync touching them waits for the other
+    transaction, then sees its committed value (no lost update)."""
+    import threading
+    import psycopg2
+    sql(pg, PAIRS + "INSERT INTO virtual VALUES ('a@example.com', '1');")
+    other = psycopg2.connect(pg.dsn)
+    cur = other.cursor()
+    cur.execute("SET search_path = %s; SELECT * FROM virtual FOR UPDATE; UPDATE virtual SET destination = '2';"
+                % pg.schema)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(
+        run_module("sql_entries", pairs(pg, {"a@example.com": "2", "b@example.com": "3"}))))
+    worker.start()
+    worker.join(1.0)
+    assert worker.is_alive() and not results
+    other.commit()
+    other.close()
+    worker.join(20)
+    assert results[0]["added"] == ["b@example.com"] and results[0]["updated"] == []
+
+
 def test_missing_driver_named(monkeypatch):
     """Without psycopg2 on the target: the package to install, and no traceback."""
     monkeypatch.setitem(sys.modules, "psycopg2", None)
