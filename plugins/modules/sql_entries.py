@@ -168,8 +168,8 @@ notes:
     entries in a variable, the module took 1.6 s on the target and the whole run 12 to 18 s - the
     rest is Ansible's controller handling a 100,000-key variable."
   - A run waits for other transactions that hold rows of its scope. To give up instead, set
-    PostgreSQL's C(lock_timeout) through O(connect_params), for example
-    C({options: "-c lock_timeout=5s"}).
+    PostgreSQL's C(lock_timeout) through O(connect_params), for example the key C(options)
+    with the value C(-c lock_timeout=5s).
   - This module writes no Postfix configuration. Each host's C(pgsql:) client file
     (pgsql_table(5)) names the same table; for PostfixAdmin its query is
     C(SELECT goto FROM alias WHERE address='%s' AND active = '1').
