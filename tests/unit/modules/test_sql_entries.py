@@ -257,6 +257,10 @@ def test_concurrent_writer_waits_for_the_transaction(pg):
     cur = other.cursor()
     cur.execute("SET search_path = %s; SELECT * FROM virtual FOR UPDATE; UPDATE virtual SET destination = '2';"
                 % pg.schema)
+    # With lock_timeout (libpq options) it gives up instead, nothing written.
+    r = run_module("sql_entries", pairs(pg, {"a@example.com": "9", "c@example.com": "3"},
+                                        connect_params={"options": "-c lock_timeout=200"}), fail_ok=True)
+    assert r["failed"] and "lock timeout" in r["msg"]
     results = []
     worker = threading.Thread(target=lambda: results.append(
         run_module("sql_entries", pairs(pg, {"a@example.com": "2", "b@example.com": "3"}))))
