@@ -271,6 +271,7 @@ def test_concurrent_writer_waits_for_the_transaction(pg):
     other.close()
     worker.join(20)
     assert results[0]["added"] == ["b@example.com"] and results[0]["updated"] == []
+    assert sql(pg, "SELECT source, destination FROM virtual ORDER BY 1;") == "a@example.com|2\nb@example.com|3\n"
 
 
 def test_missing_driver_named(monkeypatch):
