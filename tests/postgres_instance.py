@@ -98,8 +98,8 @@ class PostgresInstance:
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, check=False,
                               cwd=str(self.root), env=full_env, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError("%s failed (%d): %s%s" % (" ".join(argv), proc.returncode,
-                                                            proc.stdout, proc.stderr))
+            raise AssertionError("%s failed (%d): %s%s" % (
+                " ".join(argv), proc.returncode, proc.stdout, proc.stderr))
         return proc
 
     def start(self, timeout: float = 30.0) -> None:

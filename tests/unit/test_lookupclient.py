@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import glob
+import gzip
 import os
+import re
+import shutil
+import subprocess
 import time
 
 import pytest
+
+from ansible_collections.mailops.postfix.plugins.module_utils import _lookupclient
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 
 def test_postgres_fixture_roundtrip(postgres_instance):
@@ -43,14 +51,6 @@ def test_postgres_fixture_restart_keeps_data(postgres_instance):
 
 
 # -- the engine: parameter names and secrets -------------------------------------------------
-
-import glob  # noqa: E402
-import gzip  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-
-from ansible_collections.mailops.postfix.plugins.module_utils import _lookupclient  # noqa: E402
-from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError  # noqa: E402
 
 SECRET_MARK = "S3cret-Value-91c2"
 
@@ -132,7 +132,7 @@ def test_check_name_suggestions():
 def test_client_file_read_by_postfix_as_written(tmp_path):
     """A comment, a continuation line and a value with '=' and '#' reach the client as
     written: real postmap reads the sqlite client file the engine edited."""
-    if not subprocess.run(["which", "sqlite3"], capture_output=True).returncode == 0:
+    if not shutil.which("sqlite3"):
         pytest.skip("sqlite3 not installed")
     conf = tmp_path / "etc"
     conf.mkdir()
