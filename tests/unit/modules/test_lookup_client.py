@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import smtplib
 import stat
 import subprocess
 import sys
@@ -107,6 +108,25 @@ def test_pgsql_client_postmap_proxy_and_smtp_delivery(postgres_instance, postfix
     pg.psql("INSERT INTO virtual VALUES ('new@%s', 'carol@%s');" % (SQL_DOMAIN, MAILBOX_DOMAIN))
     msgid = pf.send("new@%s" % SQL_DOMAIN)
     pf.wait_for_delivery("carol", msgid)
+
+    # Fault: the database stops while mail arrives. proxymap's lookup fails (DICT_ERR_RETRY,
+    # dict_pgsql.c) and smtpd answers 4xx: the client keeps the message, nothing is bounced.
+    pg.stop()
+    code, reply = pf.rcpt_code("info@%s" % SQL_DOMAIN)
+    assert (code, reply) == (451, "4.3.0 <info@%s>: Temporary lookup failure" % SQL_DOMAIN), (code, reply)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        pf.send("info@%s" % SQL_DOMAIN)
+    assert refused.value.recipients["info@%s" % SQL_DOMAIN][0] == 451
+    assert "status=bounced" not in pf.log()
+    # The database is back. A process that saw it down stays away from that host for 60 s
+    # (plpgsql_down_host(): RETRY_CONN_INTV in dict_pgsql.c); a reload starts fresh proxymap
+    # and smtpd processes, and the retried message is delivered.
+    pg.restart()
+    before = pf.children()
+    pf.run("postfix", "reload")
+    pf.wait_for_exit(before)
+    msgid = pf.send("info@%s" % SQL_DOMAIN)
+    pf.wait_for_delivery("bob", msgid)
 
 
 def test_sqlite_client_postmap(conf, tmp_path):
