@@ -16,10 +16,11 @@ from __future__ import annotations
 import difflib
 import grp
 import os
+import re
 import stat
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _atomic, _maincf
-from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import ParseError, PostfixError
 
 HIDDEN = "<hidden>"
 HIDDEN_CHANGED = "<hidden, changed>"
@@ -102,16 +103,24 @@ def _value(name, value):
 def masked(maincf, hidden, changed=()):
     """The file's text with the value of every parameter in ``hidden`` shown as <hidden>
     (``<hidden, changed>`` for those in ``changed``, so that a diff shows a changed
-    password), continuation lines of such a value dropped: for diffs and messages."""
+    password), continuation lines of such a value dropped, a stray continuation line before
+    the first parameter shown as <hidden> too: for diffs and messages."""
     skip = set()
     start = {}
+    covered = set()
     for e in maincf.entries:
+        covered.add(e.start)
+        covered.update(e.conts)
         if e.name in hidden:
             start[e.start] = e.name
             skip.update(e.conts)
     out = []
     for idx, line in enumerate(maincf.lines):
         if idx in skip:
+            continue
+        if idx not in covered and _maincf.line_kind(line) != _maincf.BLANK:
+            # A continuation line before the first parameter (Postfix ignores it with a warning).
+            out.append("    %s\n" % HIDDEN)
             continue
         if idx in start:
             out.append("%s = %s\n" % (start[idx], HIDDEN_CHANGED if start[idx] in changed else HIDDEN))
@@ -129,9 +138,34 @@ def _group_id(group):
         return None
 
 
-def file_warnings(maincf, table_type):
+_OVERRIDE = re.compile(r"^(.*: overriding earlier entry: )([^=]*)=.*$", re.S)
+_ORPHAN = re.compile(r"^(.*: logical line must not start with whitespace): .*$", re.S)
+
+
+def _redacted(warning, hidden):
+    """A main.cf reader warning without the text of a value that may be secret."""
+    m = _OVERRIDE.match(warning)
+    if m:
+        return "%s%s=%s" % (m.group(1), m.group(2), HIDDEN if m.group(2) in hidden else warning[m.end(2) + 1:])
+    m = _ORPHAN.match(warning)
+    if m:
+        return m.group(1)
+    return warning
+
+
+def load(path, missing_ok):
+    """The client file parsed; a line Postfix would refuse is reported by number and reason
+    only: its text may be (part of) a password."""
+    try:
+        return _maincf.MainCf.load(path, missing_ok=missing_ok)
+    except ParseError as exc:
+        reason = exc.message.split(": ", 1)[0]
+        raise ParseError(exc.path, exc.line, "%s (the line is not shown: it may hold a password)" % reason)
+
+
+def file_warnings(maincf, table_type, hidden=()):
     """What the client would not understand among the names already in the file."""
-    out = list(maincf.warnings)
+    out = [_redacted(w, hidden) for w in maincf.warnings]
     for e in maincf.entries:
         try:
             check_name(table_type, e.name)
@@ -199,7 +233,7 @@ def edit(path, table_type, params=None, secret_params=None, state="present", bac
     uid = 0 if os.geteuid() == 0 else None
 
     def attempt():
-        maincf = _maincf.MainCf.load(path, missing_ok=(state == "present"))
+        maincf = load(path, missing_ok=(state == "present"))
         exists = os.path.exists(path)
         before_text = masked(maincf, hidden) if exists else ""
         if state == "present":
@@ -264,6 +298,6 @@ def edit(path, table_type, params=None, secret_params=None, state="present", bac
         attributes_changed=fix,
         before=before_text,
         after=masked(maincf, hidden, changed),
-        warnings=file_warnings(maincf, table_type),
+        warnings=file_warnings(maincf, table_type, hidden),
     )
     return result

@@ -119,6 +119,28 @@ def test_engine_result_never_holds_secrets(tmp_path):
         assert SECRET_MARK not in str(exc.value) and str(exc.value).startswith("parameter bind_pw: value contains")
 
 
+def test_file_problems_never_show_secrets(tmp_path):
+    """Messages about lines already in the file name the line and the problem, not a value."""
+    path = str(tmp_path / "pgsql.cf")
+    with open(path, "w") as f:
+        f.write("hosts = db\npassword %s\n" % SECRET_MARK)  # '=' missing: Postfix refuses it
+    with pytest.raises(PostfixError) as exc:
+        _lookupclient.edit(path, "pgsql", params={"user": "x"})
+    assert str(exc.value) == ("%s:2: missing '=' after attribute name (the line is not shown: it may "
+                              "hold a password)" % path)
+    # A password defined twice (the last one wins, dict_load_fp) and a stray continuation line.
+    with open(path, "w") as f:
+        f.write("  orphan-%s\npassword = one-%s\nuser = a\npassword = two-%s\nuser = b\n"
+                % (SECRET_MARK, SECRET_MARK, SECRET_MARK))
+    res = _lookupclient.edit(path, "pgsql", params={"dbname": "mail"})
+    assert SECRET_MARK not in repr(res)
+    assert res["warnings"] == [
+        "%s:1: logical line must not start with whitespace" % path,
+        "%s:4: overriding earlier entry: password=<hidden>" % path,
+        "%s:5: overriding earlier entry: user=a" % path,
+    ]
+
+
 def test_check_name_suggestions():
     with pytest.raises(PostfixError, match=r"did you mean query_filter\?"):
         _lookupclient.check_name("ldap", "query_filtre")
