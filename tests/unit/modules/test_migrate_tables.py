@@ -25,6 +25,7 @@ from module_runner import run_module
 from postfix_instance import MAILBOX_DOMAIN, private_instance
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _migrate
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # playbook_runner beside this file
 from playbook_runner import ROOT, run_playbook  # noqa: E402
@@ -285,6 +286,26 @@ def test_fault_after_rewrite_restores_and_postfix_still_delivers(postfix_instanc
     msgid = pf.send("bob@%s" % VIRT)
     pf.wait_for_delivery("bob", msgid)
     assert pf.rcpt_code("blocked@%s" % VIRT)[0] == 554
+
+
+def test_host_without_a_mail_log_migrates_and_says_the_log_was_not_checked(postfix_instance, monkeypatch):
+    """A bare container has no maillog_file, no syslog file and no journald: the migration, proven
+    key by key before the rewrite, goes ahead and says the log was not read; nothing is rolled back."""
+    pf = postfix_instance
+    setup_host(pf)
+
+    def no_log(log_file, config_dir):
+        raise PostfixError("no mail log found: maillog_file is not set (test)")
+
+    monkeypatch.setattr(_migrate._maillog, "resolve", no_log)  # pylint: disable=protected-access
+    monkeypatch.setattr(_migrate._maillog, "maillog_file", lambda config_dir: ("", None))  # pylint: disable=protected-access
+    res = migrate(pf, to="cdb")
+    assert res["changed"] and not res["rolled_back"], res
+    assert res["log_checked"]["skipped"].startswith("no mail log found")
+    assert any("the Postfix log was not checked after the reload" in w for w in warnings(res))
+    assert not old_types_left(pf.postconf("-n"))
+    msgid = pf.send("bob@%s" % VIRT)
+    pf.wait_for_delivery("bob", msgid)
 
 
 def test_btree_table_and_lost_source_to_cdb(postfix_instance):
