@@ -153,10 +153,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The rows are read without a lock, the changes computed and nothing is written (ROLLBACK).
+    description: The rows are read without a lock, the changes computed and nothing is written (ROLLBACK).
   diff_mode:
     support: full
-    details: The rows in scope before and after, one C(key value) line each, sorted; inactive rows marked.
+    description: The rows in scope before and after, one C(key value) line each, sorted; inactive rows marked.
+  platform:
+    platforms: posix
+    support: full
+    description: Targets with Python 3.8 or later and psycopg2; any host that reaches the database.
 requirements:
   - psycopg2 on the target (Debian C(python3-psycopg2))
 notes:
