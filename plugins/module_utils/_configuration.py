@@ -27,6 +27,7 @@ from ansible_collections.mailops.postfix.plugins.module_utils._errors import Pos
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import (
     ALIASES, TABLE, Table, apply_entries, plan_entries,
 )
+from ansible_collections.mailops.postfix.plugins.module_utils import _maincf, _postfix
 from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import edit_master_cf
 from ansible_collections.mailops.postfix.plugins.module_utils._postfix import edit_main_cf
 
@@ -47,13 +48,14 @@ def parse_mode(value, where):
 class _Part(object):
     """One table (or the aliases file) of the run: its engine object and its planned edit."""
 
-    def __init__(self, spec, kind, config_dir):
+    def __init__(self, spec, kind, config_dir, config):
         self.spec, self.kind = spec, kind
         self.path = spec["path"]
         self.absent = spec.get("state") == "absent"
         self.mode = parse_mode(spec.get("mode"), self.path)
         self.secret = spec.get("secret_entries") is not None or bool(spec.get("secret"))
-        self.table = Table.for_source(self.path, config_dir, spec.get("type"), kind=kind, secret=self.secret)
+        self.table = Table.for_source(self.path, config_dir, spec.get("type"), kind=kind, secret=self.secret,
+                                      config=config)
         self.edit = None
 
     @property
@@ -160,9 +162,16 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
     twice = sorted(set(p for p in paths if paths.count(p) > 1))
     if twice:
         raise PostfixError("files declared more than once: %s" % ", ".join(twice))
-    parts = [_Part(t, TABLE, config_dir) for t in tables]
+    # The tables are compiled as Postfix will read them: with main.cf as this run leaves it
+    # (myhostname goes into an alias database's YP_MASTER_NAME, smtputf8_enable decides how keys
+    # fold, main.cf may name a table's type).
+    maincf, config = _postfix.load(config_dir, missing_ok=True)
+    maincf.set_many(params)
+    maincf.remove_many(params_absent)
+    config = _maincf.Config(maincf, config.defaults)
+    parts = [_Part(t, TABLE, config_dir, config) for t in tables]
     if aliases:
-        parts.append(_Part(aliases, ALIASES, config_dir))
+        parts.append(_Part(aliases, ALIASES, config_dir, config))
     present = [p for p in parts if not p.absent]
     result = dict(changed=False, tables=[], removed_files=[], reload_required=False, restart_required=False)
     with contextlib.ExitStack() as locks:

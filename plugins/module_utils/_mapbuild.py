@@ -87,9 +87,10 @@ class Table(object):
             self.index = None
 
     @classmethod
-    def for_source(cls, source, config_dir="/etc/postfix", type_name=None, kind=TABLE, secret=False):
-        """Resolve type, SMTPUTF8 folding and myhostname from ``config_dir``/main.cf."""
-        config = load_config(config_dir)
+    def for_source(cls, source, config_dir="/etc/postfix", type_name=None, kind=TABLE, secret=False, config=None):
+        """Resolve type, SMTPUTF8 folding and myhostname from ``config_dir``/main.cf (or from
+        ``config``, a main.cf about to be written, as a _maincf.Config)."""
+        config = load_config(config_dir) if config is None else config
         origin = "task"
         if not type_name:
             type_name, origin = resolve_type(config, source, indexed_only=kind == ALIASES)

@@ -155,3 +155,21 @@ def test_secret_table_values_never_in_the_result(conf):
     assert stat.S_IMODE(os.stat(conf + "/sasl_passwd.db").st_mode) == 0o600
     assert postmap_query(conf, "hash:%s/sasl_passwd" % conf, [b"[smtp.example.net]:587"]) == {
         b"[smtp.example.net]:587": ("user:" + secret).encode()}
+
+
+def test_tables_compiled_with_the_main_cf_this_run_writes(conf):
+    """postalias records myhostname (YP_MASTER_NAME) and smtputf8_enable decides key folding: a run
+    that changes them with the aliases compiles with the new values, and the next run has nothing
+    to rebuild."""
+    a = dict(config_dir=conf, aliases=dict(path=conf + "/aliases", type="lmdb", entries=ALIASES),
+             params=dict(myhostname="new-name.example.tld", alias_maps="lmdb:%s/aliases" % conf,
+                         alias_database="lmdb:%s/aliases" % conf))
+    assert run_module("config", a)["changed"]
+    before = files(conf)
+    again = run_module("config", a)
+    assert not again["changed"], again["aliases"]
+    assert files(conf) == before
+    # postalias stores YP_MASTER_NAME without the NUL its lookups add: read it from the dump.
+    dump = subprocess.run(["postalias", "-c", conf, "-s", "lmdb:%s/aliases" % conf], capture_output=True,
+                          text=True, check=True).stdout
+    assert "YP_MASTER_NAME:\tnew-name.example.tld" in dump.splitlines(), dump
