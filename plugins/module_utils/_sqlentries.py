@@ -110,6 +110,14 @@ def normalise_entries(entries, state="present", layout="pairs", domain=None):
     return out
 
 
+def non_ascii(desired):
+    """Keys whose key or value is not ASCII. Postfix 3.7's pgsql client hard-codes the client
+    encoding LATIN1 (PQsetClientEncoding() in dict_pgsql.c): such a key is not found, or its
+    value fails the lookup with a temporary error (the value arrives as LATIN1 bytes, which
+    Postfix refuses as malformed UTF-8, or has no LATIN1 equivalent at all)."""
+    return sorted(k for k, v in desired.items() if not k.isascii() or (v is not None and not v.isascii()))
+
+
 class Plan:
     """What one sync does: inserts and updates ({key: value}), keys whose duplicate rows are
     replaced by one, removals; and the before/after text of the rows in scope."""

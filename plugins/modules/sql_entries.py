@@ -174,6 +174,10 @@ notes:
   - A run waits for other transactions that hold rows of its scope. To give up instead, set
     PostgreSQL's C(lock_timeout) through O(connect_params), for example the key C(options)
     with the value C(-c lock_timeout=5s).
+  - Postfix 3.7 and older set the client encoding of their PostgreSQL connection to LATIN1
+    (C(dict_pgsql.c)) - a non-ASCII key is not found there and a non-ASCII value fails the
+    lookup with a temporary error. The module stores such entries (newer Postfix releases
+    configure the encoding in pgsql_table(5)) and warns about them.
   - This module writes no Postfix configuration. Each host's C(pgsql:) client file
     (pgsql_table(5)) names the same table; for PostfixAdmin its query is
     C(SELECT goto FROM alias WHERE address='%s' AND active = '1').
@@ -257,7 +261,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import MissingLibrary, PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._sqlentries import (
-    Target, connect_kwargs, normalise_entries, sync,
+    Target, connect_kwargs, non_ascii, normalise_entries, sync,
 )
 
 
@@ -301,6 +305,11 @@ def main():
         module.fail_json(msg=missing_required_lib("psycopg2") + " " + str(e))
     except PostfixError as e:
         module.fail_json(msg=str(e))
+    odd = non_ascii(desired) if p["state"] == "present" else []
+    if odd:
+        module.warn("%d entries are not ASCII (first: %s): Postfix 3.7 and older query PostgreSQL with the client "
+                    "encoding LATIN1 (dict_pgsql.c) and do not find them or fail the lookup with a temporary error; "
+                    "use ASCII addresses (IDNA xn-- domains) for those hosts" % (len(odd), odd[0]))
     result = dict(changed=plan.changed, added=plan.added, updated=plan.updated, removed=plan.removed,
                   count=count, table=target.name)
     if module._diff:

@@ -96,3 +96,8 @@ def test_exclusive_without_domain_refused_before_connecting():
 
 def test_copy_text_escapes():
     assert se._copy_text(["a\\b", "c\td"]) == "a\\\\b\tc\\td\n"
+
+
+def test_non_ascii_entries_listed_for_the_latin1_warning():
+    desired = se.normalise_entries({"bjørn@example.com": "b@x", "a@x": "jörg@x", "c@x": "d@x"})
+    assert se.non_ascii(desired) == ["a@x", "bjørn@example.com"]

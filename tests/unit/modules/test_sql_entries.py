@@ -274,6 +274,21 @@ def test_concurrent_writer_waits_for_the_transaction(pg):
     assert sql(pg, "SELECT source, destination FROM virtual ORDER BY 1;") == "a@example.com|2\nb@example.com|3\n"
 
 
+def test_non_ascii_warned_as_postfix_3_7_reads_latin1(pg, conf, tmp_path):
+    sql(pg, PAIRS)
+    r = run_module("sql_entries", pairs(pg, {"a@example.com": "jörg@example.net", "b@example.com": "c@example.net"}))
+    text = str(r["warnings"])  # strings, or Ansible 2.19+'s warning summaries
+    assert r["changed"] and len(r["warnings"]) == 1 and "LATIN1" in text and "first: a@example.com" in text
+    # What the warning says, seen through the host's Postfix: the lookup fails (temporary).
+    spec = client_file(tmp_path, pg, "SELECT destination FROM virtual WHERE source='%s'")
+    proc = subprocess.run(["postmap", "-c", conf, "-q", "a@example.com", spec], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode == 0:
+        assert proc.stdout.strip() == "jörg@example.net"  # a Postfix that reads UTF8
+    else:
+        assert "query error" in proc.stderr and postmap_q(conf, "b@example.com", spec) == "c@example.net"
+
+
 def test_missing_driver_named(monkeypatch):
     """Without psycopg2 on the target: the package to install, and no traceback."""
     monkeypatch.setitem(sys.modules, "psycopg2", None)
