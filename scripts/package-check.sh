@@ -30,10 +30,14 @@ for need in plugins/modules roles/server/meta/argument_specs.yml playbooks/site.
   meta/runtime.yml meta/execution-environment.yml bindep.txt README.md; do
   grep -q "^$need" <<<"$listing" || { echo "package-check: $need missing from the tarball" >&2; exit 1; }
 done
-"$bin/ansible-galaxy" collection install --offline -p "$work/collections" "$tarball" >"$work/install.log" 2>&1 \
+# Only the fresh path is searched (a copy installed elsewhere, e.g. ~/.ansible/collections,
+# would make ansible-galaxy report "already installed" and install nothing), and --force
+# installs even so.
+export ANSIBLE_COLLECTIONS_PATH="$work/collections"
+"$bin/ansible-galaxy" collection install --offline --force -p "$work/collections" "$tarball" >"$work/install.log" 2>&1 \
   || { cat "$work/install.log" >&2; exit 1; }
 installed="$work/collections/ansible_collections/mailops/postfix"
-export ANSIBLE_COLLECTIONS_PATH="$work/collections"
+[ -d "$installed/plugins/modules" ] || { cat "$work/install.log" >&2; echo "package-check: nothing installed in $installed" >&2; exit 1; }
 cd "$work"
 modules=0
 for m in "$installed"/plugins/modules/*.py; do
