@@ -67,6 +67,17 @@ def read_bytes(path, missing_ok=False, missing="%s: no such file", cannot="%s: c
         raise PostfixError(cannot % (path, _strerror(e)))
 
 
+def remove(path):
+    """Unlink ``path``; True when it was there, False when it was already gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise PostfixError("%s: cannot remove: %s" % (path, _strerror(exc)))
+    return True
+
+
 def index_mode(source_mode):
     """Mode postmap gives a new index built from a source with ``source_mode``."""
     return 0o600 | (stat.S_IMODE(source_mode) & 0o044)

@@ -138,12 +138,7 @@ def _remove_table(part, check_mode):
     gone = [p for p in (part.path, part.table.index if part.table.indexed else None) if p and os.path.lexists(p)]
     if not check_mode:
         for path in gone:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise PostfixError("%s: cannot remove: %s" % (path, e.strerror))
+            _atomic.remove(path)
     return gone
 
 

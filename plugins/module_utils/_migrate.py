@@ -588,13 +588,8 @@ class Migration(object):
             self._rewrite(main, master, result, created, plan)
         # 3. old indexes of migrated tables
         for path in plan["remove_old"]:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                raise PostfixError("%s: cannot remove: %s" % (path, e.strerror))
-            result["removed"].append(path)
+            if _atomic.remove(path):
+                result["removed"].append(path)
         result["seconds"] = round(time.time() - start, 3)
         return result
 
