@@ -63,3 +63,16 @@ def postgres_instance():
         pytest.skip("PostgreSQL server or root not available (scripts/install-system-deps.sh)")
     with pgi.postgres_cluster() as pg:
         yield pg
+
+
+@pytest.fixture
+def slapd_instance():
+    """A started private OpenLDAP server (tests/slapd_instance.py): ``ldap://127.0.0.1:PORT``,
+    suffix dc=example,dc=test, ``rootdn``/``rootpw`` write, ``postfix_dn``/``postfix_pw`` read;
+    ``ldapadd(ldif)``, ``ldapmodify(ldif)``, ``ldapsearch(filter, *attrs)``; stopped by its PID
+    and removed after the test."""
+    import slapd_instance as sli
+    if not sli.available():
+        pytest.skip("slapd, ldap-utils or root not available (scripts/install-system-deps.sh)")
+    with sli.slapd_server() as server:
+        yield server
