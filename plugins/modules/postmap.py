@@ -39,19 +39,53 @@ description:
     O(dump) lists a texthash table and fails for the others (Postfix has no sequence
     operation for them). A host whose Postfix lacks the type (C(postconf -m)) fails with that.
   - Postfix daemons notice a replaced indexed table by themselves; no reload is needed.
-  - With O(query) or O(dump) nothing is written.
+  - >-
+    Network tables (C(pgsql:), C(mysql:), C(ldap:), C(sqlite:), C(proxy:...)): O(table) with
+    O(query) asks the host's own C(postmap -q - TABLE) (the client plugin the daemons load,
+    the same client file) once for all keys. A failed lookup (database down, wrong password,
+    bad query: C(postmap) stops with C(fatal: table ...: query error)) fails the task with
+    Postfix's text; it is never reported as "not found".
+  - >-
+    O(compare) answers "does the network table give the same results as my local file?": every
+    key of the local table O(path) is asked from the other table with one C(postmap -q -) run,
+    and RV(differences) lists each key whose value differs or is missing there.
+  - With O(query), O(dump) or O(compare) nothing is written.
 options:
   path:
     description:
       - The table source file, without the index suffix (for example C(/etc/postfix/virtual)).
+      - One of O(path) and O(table) is required.
     type: path
-    required: true
+  table:
+    description:
+      - A table as main.cf names it, C(TYPE:NAME), for example
+        C(pgsql:/etc/postfix/pgsql-virtual.cf) or C(proxy:pgsql:/etc/postfix/pgsql-virtual.cf),
+        asked with O(query) through the host's C(postmap -c CONFIG_DIR -q - TABLE).
+      - The host's Postfix must have the type (C(postconf -m); Debian packages C(postfix-pgsql),
+        C(postfix-mysql), C(postfix-ldap), C(postfix-sqlite)).
+      - A C(proxy:) table is answered by proxymap(8) of a running Postfix (and must be listed in
+        its C(proxy_read_maps)); without a running Postfix the task fails at once.
+      - Only with O(query).
+    type: str
+  compare:
+    description:
+      - Another table, C(TYPE:NAME) as for O(table) (for example
+        C(proxy:pgsql:/etc/postfix/pgsql-virtual.cf)), to ask for every key of the local table
+        O(path). Returns RV(differences) and RV(compared); never changes anything.
+      - The local records are read from the index Postfix reads (like O(dump)), so O(path)
+        must be an indexed table (C(hash), C(cdb), C(lmdb)) that is compiled, or a
+        C(texthash) table. Keys are as stored (folded); the other table folds queries as
+        C(postmap -q) does.
+      - Values are compared as text, byte for byte. A database that joins several rows with
+        C(,) (pgsql_table(5)) differs from a local C(a, b) value.
+    type: str
   type:
     description:
       - The table type.
       - Default is the type main.cf uses for O(path) (for example C(lmdb) for
         C(virtual_alias_maps = lmdb:/etc/postfix/virtual)), else main.cf's
         C(default_database_type), else C(hash).
+      - Not with O(table) (its C(TYPE:) says it).
     type: str
     choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
   force:
@@ -63,7 +97,9 @@ options:
     description:
       - Look these keys up in the index, like C(postmap -q), and return RV(lookups).
         Keys are folded as C(postmap -q) folds them. Nothing is compiled.
-      - For a table without an index, the host's C(postmap -q) answers.
+      - For a table without an index, and for O(table), the host's C(postmap -q) answers.
+      - A key that is empty or holds a line break, TAB or NUL is refused with O(table)
+        (C(postmap -q -) reads one key a line).
     type: list
     elements: str
   dump:
@@ -117,6 +153,26 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ lookup.lookups['support@example.tld'] }}"
 
+- name: Ask the PostgreSQL table the daemons use
+  mailops.postfix.postmap:
+    table: pgsql:/etc/postfix/pgsql-virtual.cf
+    query:
+      - support@example.tld
+      - unknown@example.tld
+  register: sql
+
+# The tutorial's question: does the network table give the same results as the local file?
+- name: Compare every key of the local virtual table with what PostgreSQL answers
+  mailops.postfix.postmap:
+    path: /etc/postfix/virtual
+    compare: proxy:pgsql:/etc/postfix/pgsql-virtual.cf
+  register: cmp
+
+- name: Stop when they differ
+  ansible.builtin.assert:
+    that: cmp.differences | length == 0
+    fail_msg: "{{ cmp.differences }}"
+
 - name: Dump the whole table
   mailops.postfix.postmap:
     path: /etc/postfix/virtual
@@ -125,19 +181,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+table:
+  description: The table asked, C(TYPE:NAME), as given in O(table).
+  returned: when O(table) is given
+  type: str
+  sample: pgsql:/etc/postfix/pgsql-virtual.cf
 index:
   description: The index file Postfix reads; null for regexp, pcre, cidr and texthash tables.
-  returned: always
+  returned: when O(path) is given
   type: str
   sample: /etc/postfix/virtual.db
 type:
-  description: The table type used; RV(type_origin) tells where it came from.
+  description:
+    - The table type used; RV(type_origin) tells where it came from.
+    - With O(table), its type (C(pgsql), or C(proxy:pgsql)).
   returned: always
   type: str
   sample: hash
 type_origin:
   description: Where the type came from (task, a main.cf parameter, default_database_type, built-in default).
-  returned: always
+  returned: when O(path) is given
   type: str
   sample: main.cf virtual_alias_maps
 count:
@@ -166,6 +229,21 @@ lookups:
   returned: when O(query) is given
   type: dict
   sample: {"support@example.tld": "alice, bob", "unknown@example.tld": null}
+differences:
+  description:
+    - With O(compare), each key of the local table whose value in the other table differs;
+      C(got) is null when the other table does not have the key. Sorted by key.
+    - Secret tables (C(smtp_sasl_password_maps)) show their values here; do not compare them.
+  returned: when O(compare) is given
+  type: list
+  elements: dict
+  sample: [{"key": "sales@example.tld", "expected": "bob@example.tld", "got": "carol@example.tld"},
+           {"key": "info@example.tld", "expected": "alice@example.tld", "got": null}]
+compared:
+  description: How many keys of the local table were asked from the other table.
+  returned: when O(compare) is given
+  type: int
+  sample: 1200
 records:
   description: Every key and value of the index.
   returned: when O(dump=true)
@@ -178,12 +256,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES, Table
+from ansible_collections.mailops.postfix.plugins.module_utils._netquery import NetworkTable, compare
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            path=dict(type="path"),
+            table=dict(type="str"),
+            compare=dict(type="str"),
             type=dict(type="str", choices=["hash", "cdb", "lmdb"] + list(SOURCE_CHECKED_TYPES)),
             config_dir=dict(type="path", default="/etc/postfix"),
             force=dict(type="bool", default=False),
@@ -191,25 +272,51 @@ def main():
             query=dict(type="list", elements="str"),
             dump=dict(type="bool", default=False),
         ),
-        mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force")],
+        mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force"), ("path", "table"),
+                            ("table", "type"), ("table", "dump"), ("table", "force"), ("table", "compare"),
+                            ("compare", "query"), ("compare", "dump"), ("compare", "force")],
+        required_one_of=[("path", "table")],
+        required_by={"table": ("query",)},
         supports_check_mode=True,
     )
     p = module.params
     try:
-        table = Table.for_source(p["path"], p["config_dir"], p["type"])
-        result = dict(changed=False, index=table.index, type=table.type, type_origin=table.type_origin)
-        if p["query"] is not None:
-            result["lookups"] = table.query(p["query"])
-        elif p["dump"]:
-            result["records"] = table.dump()
+        if p["table"] is not None:
+            result, warnings = network_query(p)
         else:
-            result.update(table.ensure(force=p["force"], check_mode=module.check_mode,
-                                       lock_timeout=p["lock_timeout"]))
+            result, warnings = local_table(module, p)
     except PostfixError as e:
         module.fail_json(msg=str(e))
-    for warning in result.get("source_warnings", ()):
+    for warning in list(result.get("source_warnings", ())) + list(warnings):
         module.warn(warning)
     module.exit_json(**result)
+
+
+def network_query(p):
+    """O(table) with O(query): the host's postmap -q - answers. Returns (result, warnings)."""
+    net = NetworkTable(p["table"], p["config_dir"])
+    result = dict(changed=False, table=p["table"], type=("proxy:" if net.proxy else "") + net.type)
+    result["lookups"] = net.query(p["query"])
+    return result, list(net.warnings)
+
+
+def local_table(module, p):
+    """Compile, query, dump or compare the local table O(path). Returns (result, warnings)."""
+    warnings = []
+    table = Table.for_source(p["path"], p["config_dir"], p["type"])
+    result = dict(changed=False, index=table.index, type=table.type, type_origin=table.type_origin)
+    if p["query"] is not None:
+        result["lookups"] = table.query(p["query"])
+    elif p["compare"] is not None:
+        records = table.dump()
+        result["differences"], warnings = compare(records, p["compare"], p["config_dir"])
+        result["compared"] = len(records)
+    elif p["dump"]:
+        result["records"] = table.dump()
+    else:
+        result.update(table.ensure(force=p["force"], check_mode=module.check_mode,
+                                   lock_timeout=p["lock_timeout"]))
+    return result, warnings
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mailops.postfix contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ask any Postfix table (pgsql:, mysql:, ldap:, sqlite:, proxy:..., or a file table) through
+the host's own ``postmap -q -``, and compare a local table with another one.
+
+The host's postmap is the only faithful client of a network table: it loads the same client
+plugin (dict_pgsql.c, dict_mysql.c, dict_ldap.c, dict_sqlite.c) the daemons load, with the same
+client file, the same key folding (postmap -q sets DICT_FLAG_FOLD_FIX, postmap.c) and the same
+query expansion (db_common.c).
+
+``postmap -q -`` (postmap(1)) reads one key a line from stdin and prints ``key<TAB>value`` for
+each key found, in input order, in one process: one connection to the database for all keys.
+A lookup that fails (database down, bad password, bad query) is fatal in postmap_queries()
+("table TYPE:NAME: query error"), so a failure is never mistaken for "not found".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+
+# Parameters of pgsql_table(5), mysql_table(5), ldap_table(5) whose values are secrets.
+SECRET_PARAMS = ("password", "bind_pw")
+# user:password@ in a URI (a pgsql ``hosts`` value may be a postgresql:// URI).
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_TABLE_SPEC = re.compile(r"^((?:proxy:)?)([a-z0-9_]+):(.+)$")
+# Types whose NAME is a file the client reads (the client file, or the table itself).
+_PROXY_SOCKET = "private/proxymap"
+
+
+class NetworkTable(object):
+    """A ``TYPE:NAME`` (or ``proxy:TYPE:NAME``) table as main.cf names it, asked through the
+    host's postmap with ``-c config_dir``."""
+
+    def __init__(self, spec, config_dir="/etc/postfix", timeout=120):
+        m = _TABLE_SPEC.match(spec or "")
+        if not m:
+            raise PostfixError("%s: not a Postfix table (TYPE:NAME, for example pgsql:/etc/postfix/pgsql-virtual.cf)"
+                               % spec)
+        self.spec = spec
+        self.proxy = bool(m.group(1))
+        self.type = m.group(2)
+        self.name = m.group(3)
+        self.config_dir = config_dir
+        self.timeout = timeout
+
+    # -- secrets ----------------------------------------------------------------------------
+    def secrets(self):
+        """Values in the client file that must never be shown (password, bind_pw); empty when
+        NAME is not a readable file. The file has main.cf's syntax (cfg_parser.c)."""
+        try:
+            with open(self.name, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return []
+        found, current = [], None
+        for line in text.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line[0].isspace():   # continuation line (main.cf syntax)
+                if current is not None:
+                    found[current] += " " + line.strip()
+                continue
+            name, sep, value = line.partition("=")
+            current = None
+            if sep and name.strip() in SECRET_PARAMS and value.strip():
+                found.append(value.strip())
+                current = len(found) - 1
+        return found
+
+    def redact(self, text, hidden):
+        for value in sorted(hidden, key=len, reverse=True):
+            text = text.replace(value, "<hidden>")
+        return _URI_PASSWORD.sub(r"\1<hidden>@", text)
+
+    # -- running postmap ----------------------------------------------------------------------
+    def _postmap(self):
+        from ansible_collections.mailops.postfix.plugins.module_utils import _postfix  # pylint: disable=import-outside-toplevel
+        postmap = _postfix.which("postmap")
+        if not postmap:
+            raise PostfixError("%s: postmap not found: a network table is queried by the host's Postfix" % self.spec)
+        binary = _postfix.Binary()
+        types = binary.map_types()
+        wanted = ["proxy", self.type] if self.proxy else [self.type]
+        for t in wanted:
+            if t not in types:
+                raise PostfixError("%s: this host's Postfix has no %s table type (postconf -m lists: %s); install it "
+                                   "(Debian: postfix-%s)" % (self.spec, t, " ".join(types), t))
+        argv = [postmap]
+        if self.config_dir and os.path.exists(os.path.join(self.config_dir, "main.cf")):
+            argv += ["-c", self.config_dir]
+        if self.proxy:
+            self._require_proxymap(binary)
+        return argv
+
+    def _require_proxymap(self, binary):
+        """proxy: tables are answered by a running Postfix's proxymap(8); without it postmap
+        retries the socket for many seconds before giving up (clnt_stream.c), so say so now."""
+        argv = [binary.postconf, "-h", "queue_directory"]
+        if self.config_dir and os.path.exists(os.path.join(self.config_dir, "main.cf")):
+            argv[1:1] = ["-c", self.config_dir]
+        from ansible_collections.mailops.postfix.plugins.module_utils import _postfix  # pylint: disable=import-outside-toplevel
+        rc, out, err = _postfix._run(argv)  # pylint: disable=protected-access
+        if rc != 0:
+            raise PostfixError("%s: postconf -h queue_directory failed: %s" % (self.spec, err.strip()))
+        socket_path = os.path.join(out.strip(), _PROXY_SOCKET)
+        if not os.path.exists(socket_path):
+            raise PostfixError("%s: a proxy: table needs a running Postfix (proxymap(8)); %s does not exist"
+                               % (self.spec, socket_path))
+
+    def query(self, keys):
+        """{key: value or None} for ``keys``, asked with one ``postmap -q - TABLE``.
+
+        Keys are passed as given: postmap folds them as it folds any query (lower case,
+        DICT_FLAG_FOLD_FIX) and prints each found key as it was given."""
+        keys = list(keys)
+        for key in keys:
+            if key == "" or any(c in key for c in "\n\r\t\0"):
+                # postmap -q - reads one key a line, ignores an empty one and prints
+                # key<TAB>value (a TAB in a key would make the answer ambiguous).
+                raise PostfixError("%s: key %r: an empty key or one with a line break, TAB or NUL cannot be "
+                                   "queried" % (self.spec, key))
+        result = dict((key, None) for key in keys)
+        if not keys:
+            return result
+        argv = self._postmap() + ["-q", "-", self.spec]
+        data = "".join(key + "\n" for key in keys).encode("utf-8", "surrogateescape")
+        try:
+            proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                                  stderr=subprocess.PIPE, check=False, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise PostfixError("%s: postmap -q did not answer within %d seconds" % (self.spec, self.timeout))
+        except OSError as e:
+            raise PostfixError("%s: %s: %s" % (self.spec, argv[0], e))
+        out = proc.stdout.decode("utf-8", "surrogateescape")
+        err = proc.stderr.decode("utf-8", "replace")
+        hidden = self.secrets()
+        problems = [line for line in err.splitlines() if re.search(r": (fatal|panic|error): ", line)]
+        # postmap exits 0 when a key was found, 1 when none was (postmap.c); a fatal error
+        # exits 1 too, recognised by its message.
+        if problems or proc.returncode not in (0, 1):
+            text = "; ".join(problems) or err.strip() or "exit status %d" % proc.returncode
+            raise PostfixError(self.redact("%s: postmap -q failed: %s" % (self.spec, text), hidden))
+        self.warnings = [self.redact(line, hidden) for line in err.splitlines() if line.strip()]
+        # Found keys come back in input order, each as given: match them in order (a value
+        # may contain a TAB).
+        lines = out.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        i = 0
+        for line in lines:
+            while i < len(keys) and not line.startswith(keys[i] + "\t"):
+                i += 1
+            if i == len(keys):
+                raise PostfixError(self.redact("%s: unexpected postmap -q output line %r" % (self.spec, line), hidden))
+            result[keys[i]] = line[len(keys[i]) + 1:]
+            i += 1
+        return result
+
+    warnings = ()
+
+
+def compare(expected, other, config_dir="/etc/postfix"):
+    """Ask ``other`` (a TYPE:NAME) for every key of ``expected`` ({key: value}, a local table's
+    records) with one postmap run. Returns (differences, warnings): [{key, expected, got}]
+    sorted by key, ``got`` None when ``other`` does not have the key."""
+    table = NetworkTable(other, config_dir)
+    keys = sorted(expected)
+    got = table.query(keys)
+    differences = [dict(key=k, expected=expected[k], got=got[k]) for k in keys if got[k] != expected[k]]
+    return differences, list(table.warnings)
