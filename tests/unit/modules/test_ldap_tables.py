@@ -17,7 +17,7 @@ import time
 import pytest
 
 from module_runner import run_module
-from postfix_instance import MAILBOX_DOMAIN
+from postfix_instance import MAILBOX_DOMAIN, private_instance
 
 LDAP_DOMAIN = "ldap.test"
 
@@ -153,6 +153,33 @@ def test_ldap_client_postmap_smtp_delivery_and_fault(slapd_instance, postfix_ins
     assert "status=bounced" not in pf.log()
     print("LDAP back: SMTP RCPT accepted after %.2f s, kept local mail delivered after %.2f s"
           % (smtp_back, local_back))
+
+
+def test_two_mx_hosts_one_directory(slapd_instance):
+    """The fleet: N MX hosts (here two private Postfix instances) read one directory through
+    proxy:ldap:; one directory write routes the next mail on every host, nothing is rolled out."""
+    ldap = slapd_instance
+    ldap.ldapadd(people_ldif(ldap.base))
+    with private_instance("mx1.test.example") as mx1, private_instance("mx2.test.example") as mx2:
+        for pf in (mx1, mx2):
+            path = pf.config_dir / "ldap-virtual.cf"
+            run_module("lookup_client", dict(path=str(path), type="ldap", params=ldap_params(ldap),
+                                             secret_params={"bind_pw": ldap.postfix_pw}))
+            settle(path)
+            proxied = "proxy:ldap:%s" % path
+            pf.add_mailboxes("bob", "carol")
+            pf.write_main(virtual_alias_domains=LDAP_DOMAIN, virtual_alias_maps=proxied,
+                          proxy_read_maps="%s %s" % (pf.postconf("-dh", "proxy_read_maps").strip(), proxied))
+            pf.start()
+            pf.wait_for_delivery("bob", pf.send("info@%s" % LDAP_DOMAIN))
+        ldap.ldapmodify("dn: uid=bob,ou=aliases,%s\nchangetype: modify\ndelete: mailLocalAddress\n"
+                        "mailLocalAddress: info@%s\n\n"
+                        "dn: uid=carol,ou=aliases,%s\nchangetype: modify\nadd: mailLocalAddress\n"
+                        "mailLocalAddress: info@%s\n" % (ldap.base, LDAP_DOMAIN, ldap.base, LDAP_DOMAIN))
+        for pf in (mx1, mx2):
+            msgid = pf.send("info@%s" % LDAP_DOMAIN)
+            pf.wait_for_delivery("carol", msgid)
+            assert not [m for m in pf.mailbox("bob") if msgid in m]
 
 
 PLAYBOOK = """\
