@@ -143,6 +143,7 @@ def test_ldap_client_postmap_smtp_delivery_and_fault(slapd_instance, postfix_ins
         assert time.monotonic() - t0 < 20, pf.log()
         time.sleep(0.1)
     smtp_back = time.monotonic() - t0
+    assert smtp_back < 5, smtp_back  # pgsql: 61 s (docs/network_tables.md); measured here 0.00-0.01 s
     msgid = pf.send("info@%s" % LDAP_DOMAIN)
     pf.wait_for_delivery("carol", msgid)
     # The message kept in the maildrop is delivered when pickup scans again: its wakeup timer
