@@ -9,6 +9,7 @@ from contextlib import redirect_stdout
 from unittest import mock
 
 from ansible.module_utils import _internal
+from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -23,6 +24,10 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Tru
     module = importlib.import_module("ansible_collections.mailops.postfix.plugins.modules." + name)
     args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     out = io.StringIO()
+    # A module process starts with no warnings; in this process ansible-core keeps them in a
+    # module-level list that would carry those of earlier runs into this result.
+    _warnings._global_warnings.clear()  # pylint: disable=protected-access
+    _warnings._global_deprecations.clear()  # pylint: disable=protected-access
     # A module runs on the target: once anything in this process imported controller code
     # (ansible.errors, a filter plugin), warn() would go to the controller's display instead
     # of the module result.
