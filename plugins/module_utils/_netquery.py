@@ -133,7 +133,13 @@ class NetworkTable(object):
             proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                                   stderr=subprocess.PIPE, check=False, timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            raise PostfixError("%s: postmap -q did not answer within %d seconds" % (self.spec, self.timeout))
+            why = ""
+            if self.proxy:
+                # dict_proxy.c retries for ever when proxymap(8) dies on the table (a client
+                # file it cannot use, a table not in proxy_read_maps): the reason is in the mail log.
+                why = ("; proxymap(8) did not answer: see the mail log (a client file proxymap cannot use, or a "
+                       "table not listed in proxy_read_maps)")
+            raise PostfixError("%s: postmap -q did not answer within %g seconds%s" % (self.spec, self.timeout, why))
         except OSError as e:
             raise PostfixError("%s: %s: %s" % (self.spec, argv[0], e))
         out = proc.stdout.decode("utf-8", "surrogateescape")
@@ -143,7 +149,10 @@ class NetworkTable(object):
         # postmap exits 0 when a key was found, 1 when none was (postmap.c); a fatal error
         # exits 1 too, recognised by its message.
         if problems or proc.returncode not in (0, 1):
-            text = "; ".join(problems) or err.strip() or "exit status %d" % proc.returncode
+            # Every line: the warnings before the fatal one say why (dict_pgsql.c: "connect to
+            # pgsql server HOST: ... password authentication failed").
+            text = "; ".join(line.strip() for line in err.splitlines() if line.strip()) \
+                or "exit status %d" % proc.returncode
             raise PostfixError(self.redact("%s: postmap -q failed: %s" % (self.spec, text), hidden))
         self.warnings = [self.redact(line, hidden) for line in err.splitlines() if line.strip()]
         # Found keys come back in input order, each as given: match them in order (a value
@@ -164,11 +173,11 @@ class NetworkTable(object):
     warnings = ()
 
 
-def compare(expected, other, config_dir="/etc/postfix"):
+def compare(expected, other, config_dir="/etc/postfix", timeout=120):
     """Ask ``other`` (a TYPE:NAME) for every key of ``expected`` ({key: value}, a local table's
     records) with one postmap run. Returns (differences, warnings): [{key, expected, got}]
     sorted by key, ``got`` None when ``other`` does not have the key."""
-    table = NetworkTable(other, config_dir)
+    table = NetworkTable(other, config_dir, timeout)
     keys = sorted(expected)
     got = table.query(keys)
     differences = [dict(key=k, expected=expected[k], got=got[k]) for k in keys if got[k] != expected[k]]

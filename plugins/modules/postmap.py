@@ -107,6 +107,13 @@ options:
       - Return every record of the index, like C(postmap -s). Nothing is compiled.
     type: bool
     default: false
+  timeout:
+    description:
+      - Seconds to wait for the host's C(postmap -q) with O(table) or O(compare); the task fails
+        when it does not answer by then (a C(proxy:) table whose proxymap(8) keeps failing:
+        C(postmap) retries for ever, the reason is in the mail log).
+    type: float
+    default: 120
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
@@ -271,6 +278,7 @@ def main():
             lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
             query=dict(type="list", elements="str"),
             dump=dict(type="bool", default=False),
+            timeout=dict(type="float", default=120.0),
         ),
         mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force"), ("path", "table"),
                             ("table", "type"), ("table", "dump"), ("table", "force"), ("table", "compare"),
@@ -294,7 +302,7 @@ def main():
 
 def network_query(p):
     """O(table) with O(query): the host's postmap -q - answers. Returns (result, warnings)."""
-    net = NetworkTable(p["table"], p["config_dir"])
+    net = NetworkTable(p["table"], p["config_dir"], p["timeout"])
     result = dict(changed=False, table=p["table"], type=("proxy:" if net.proxy else "") + net.type)
     result["lookups"] = net.query(p["query"])
     return result, list(net.warnings)
@@ -309,7 +317,7 @@ def local_table(module, p):
         result["lookups"] = table.query(p["query"])
     elif p["compare"] is not None:
         records = table.dump()
-        result["differences"], warnings = compare(records, p["compare"], p["config_dir"])
+        result["differences"], warnings = compare(records, p["compare"], p["config_dir"], p["timeout"])
         result["compared"] = len(records)
     elif p["dump"]:
         result["records"] = table.dump()

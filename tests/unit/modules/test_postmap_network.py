@@ -161,3 +161,52 @@ def test_missing_client_file_fails_with_postfix_text(conf):
     spec = "sqlite:%s/none.cf" % conf
     res = run_module("postmap", dict(table=spec, config_dir=conf, query=["a"]), fail_ok=True)
     assert res["failed"] and "fatal: open %s/none.cf: No such file or directory" % conf in res["msg"], res
+
+
+def test_proxy_pgsql_compare_through_a_running_postfix(postgres_instance, postfix_instance, tmp_path):
+    """The tutorial's question as an MX host asks it: proxy:pgsql: answered by proxymap(8)."""
+    pg, pf = postgres_instance, postfix_instance
+    conf = str(pf.config_dir)
+    pg.psql("CREATE TABLE virtual (source text PRIMARY KEY, destination text NOT NULL);\n"
+            "INSERT INTO virtual VALUES ('info@net.test', 'bob@mbox.test');\n"
+            "ALTER TABLE virtual OWNER TO %s;" % pg.user)
+    path = os.path.join(conf, "pgsql-virtual.cf")
+    # hosts as a URI holding the password (pgsql_table(5); Postfix 3.7 still wants dbname):
+    # dict_pgsql.c's connection warning prints the URI, password included; never shown here.
+    write_client(path, ["hosts = postgresql://%s:%s@%s/%s" % (pg.user, pg.password, pg.hostport, pg.dbname),
+                        "dbname = %s" % pg.dbname, "query = SELECT destination FROM virtual WHERE source = '%s'"])
+    proxied = "proxy:pgsql:" + path
+    # A client file proxymap(8) cannot use (no dbname): proxymap dies on it, postmap retries.
+    broken = os.path.join(conf, "pgsql-broken.cf")
+    write_client(broken, ["hosts = %s" % pg.hostport, "query = SELECT 1"])
+    default_read_maps = pf.postconf("-dh", "proxy_read_maps").strip()
+    pf.write_main(proxy_read_maps="%s %s proxy:pgsql:%s" % (default_read_maps, proxied, broken))
+    settle(pf.config_dir / "main.cf")
+
+    # No running Postfix: refused at once, not after postmap's retries of the proxymap socket.
+    res = run_module("postmap", dict(table=proxied, config_dir=conf, query=["info@net.test"]), fail_ok=True)
+    assert res["failed"] and "needs a running Postfix (proxymap(8))" in res["msg"], res
+
+    pf.start()
+    src = local_hash(tmp_path, conf, "info@net.test bob@mbox.test\nsales@net.test carol@mbox.test\n")
+    res = run_module("postmap", dict(path=str(src), config_dir=conf, compare=proxied))
+    assert res["differences"] == [{"key": "sales@net.test", "expected": "carol@mbox.test", "got": None}], res
+    res = run_module("postmap", dict(table=proxied, config_dir=conf, query=["info@net.test", "x@net.test"]))
+    assert res["type"] == "proxy:pgsql" and res["lookups"] == {"info@net.test": "bob@mbox.test",
+                                                               "x@net.test": None}, res
+
+    # The database stopped: proxymap's lookup fails; postmap reports it, with no password.
+    pg.stop()
+    res = run_module("postmap", dict(table="pgsql:" + path, config_dir=conf, query=["info@net.test"]), fail_ok=True)
+    assert res["failed"] and "query error" in res["msg"] and "Connection refused" in res["msg"], res
+    assert pg.password not in json.dumps(res), res
+    assert "postgresql://%s:<hidden>@%s/%s" % (pg.user, pg.hostport, pg.dbname) in res["msg"], res
+    res = run_module("postmap", dict(path=str(src), config_dir=conf, compare=proxied), fail_ok=True)
+    assert res["failed"] and "query error" in res["msg"] and "differences" not in res, res
+    assert pg.password not in json.dumps(res), res
+
+    # Last (master(8) then throttles proxymap for a minute): a client file proxymap dies on.
+    res = run_module("postmap", dict(table="proxy:pgsql:" + broken, config_dir=conf, query=["a"], timeout=3),
+                     fail_ok=True)
+    assert res["failed"] and "did not answer within 3 seconds; proxymap(8) did not answer" in res["msg"], res
+    assert "proxymap" in pf.wait_for_log("bad string length 0 < 1: dbname")
