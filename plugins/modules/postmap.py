@@ -110,7 +110,7 @@ options:
   timeout:
     description:
       - Seconds to wait for the host's C(postmap -q) with O(table) or O(compare); the task fails
-        when it does not answer by then (a C(proxy:) table whose proxymap(8) keeps failing:
+        when it does not answer by then (a C(proxy:) table whose proxymap(8) keeps failing;
         C(postmap) retries for ever, the reason is in the mail log).
     type: float
     default: 120
