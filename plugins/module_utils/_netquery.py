@@ -28,7 +28,7 @@ SECRET_PARAMS = ("password", "bind_pw")
 # user:password@ in a URI (a pgsql ``hosts`` value may be a postgresql:// URI).
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _TABLE_SPEC = re.compile(r"^((?:proxy:)?)([a-z0-9_]+):(.+)$")
-# Types whose NAME is a file the client reads (the client file, or the table itself).
+# proxymap(8)'s socket under queue_directory (dict_proxy.c: "private/" + MAIL_SERVICE_PROXYMAP).
 _PROXY_SOCKET = "private/proxymap"
 
 
@@ -47,6 +47,7 @@ class NetworkTable(object):
         self.name = m.group(3)
         self.config_dir = config_dir
         self.timeout = timeout
+        self.warnings = []   # Postfix's warnings of the last successful query (redacted)
 
     # -- secrets ----------------------------------------------------------------------------
     def secrets(self):
@@ -72,7 +73,8 @@ class NetworkTable(object):
                 current = len(found) - 1
         return found
 
-    def redact(self, text, hidden):
+    @staticmethod
+    def redact(text, hidden):
         for value in sorted(hidden, key=len, reverse=True):
             text = text.replace(value, "<hidden>")
         return _URI_PASSWORD.sub(r"\1<hidden>@", text)
@@ -169,8 +171,6 @@ class NetworkTable(object):
             result[keys[i]] = line[len(keys[i]) + 1:]
             i += 1
         return result
-
-    warnings = ()
 
 
 def compare(expected, other, config_dir="/etc/postfix", timeout=120):
