@@ -133,7 +133,9 @@ class PostfixInstance:
 
     # -- running Postfix's own tools against this instance -------------------------
     def run(self, *argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        cmd = [argv[0], "-c", str(self.config_dir)] + list(argv[1:])
+        # sendmail(1) takes the configuration directory as -C (-c is something else there): with
+        # -c it would drop the message into the system's queue.
+        cmd = [argv[0], "-C" if os.path.basename(argv[0]) == "sendmail" else "-c", str(self.config_dir)] + list(argv[1:])
         proc = subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("%s failed (%d): %s%s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr))
