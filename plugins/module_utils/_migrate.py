@@ -811,11 +811,8 @@ def _fmt_refs(refs):
 
 
 def _read_text(path):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return b"" if path.endswith("main.cf") else ""
+    """main.cf as bytes, master.cf as text (as the plan holds them); a missing file is empty."""
+    data = _atomic.read_bytes(path, missing_ok=True)
     return data if path.endswith("main.cf") else data.decode("utf-8", "surrogateescape")
 
 

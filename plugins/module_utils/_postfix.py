@@ -387,10 +387,16 @@ def signal_reload(pid):
         raise PostfixError("cannot signal master pid %d: %s" % (pid, e.strerror))
 
 
+def _systemctl():
+    """systemctl, when systemd is the running init (sd_booted(3): /run/systemd/system), else None."""
+    systemctl = which("systemctl")
+    return systemctl if systemctl and os.path.isdir("/run/systemd/system") else None
+
+
 def systemd_usable():
     """systemd runs as PID 1 manager and knows a postfix unit."""
-    systemctl = which("systemctl")
-    if not systemctl or not os.path.isdir("/run/systemd/system"):
+    systemctl = _systemctl()
+    if not systemctl:
         return None
     rc, out, _err = _run([systemctl, "is-system-running"])
     if out.strip() not in ("running", "degraded", "starting"):
@@ -434,8 +440,8 @@ def service_facts(name="postfix"):
     systemd runs (exit 0: enabled, static, alias...), else the sysv start links
     /etc/rc?.d/S??NAME that update-rc.d makes (how ansible.builtin.service judges both);
     enabled None when neither tells."""
-    systemctl = which("systemctl")
-    if systemctl and os.path.isdir("/run/systemd/system"):
+    systemctl = _systemctl()
+    if systemctl:
         rc, out, _err = _run([systemctl, "is-enabled", name + ".service"])
         return {"name": name, "manager": "systemd", "enabled": rc == 0, "state": out.strip()}
     if os.path.isdir("/etc/init.d") and os.path.exists(os.path.join("/etc/init.d", name)):
