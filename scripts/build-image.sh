@@ -3,6 +3,7 @@
 #
 #   scripts/build-image.sh [debian12|debian13|debian14]  prints the image name on stdout
 #   scripts/build-image.sh debian12-dovecot         the same plus Dovecot (LMTP delivery tests)
+#   scripts/build-image.sh debian12-sql             the same plus PostgreSQL and postfix-pgsql
 #
 # No registry is needed: the root file system comes from debootstrap, is imported into
 # podman's own storage and gets Postfix (postfix-lmdb, postfix-cdb), Python and the lmdb and
@@ -18,6 +19,12 @@
 # unconfigured and stopped (the virtual_mailbox scenario's prepare configures and starts
 # Dovecot). It is rebuilt when this script or the RELEASE image changes; use an image of
 # your own with MAILOPS_TEST_IMAGE_DEBIAN12_DOVECOT (MAILOPS_TEST_IMAGE does not apply).
+#
+# RELEASE-sql is the same kind of layer with Debian's postgresql (15 on bookworm),
+# postfix-pgsql and python3-psycopg2 (the fleet_sql scenario: one database host, mail hosts
+# reading it through proxy:pgsql:). apt's maintainer scripts create the cluster 15/main;
+# it is stopped and marked "manual" in start.conf, so nothing starts it at boot (the
+# scenario's prepare configures and starts it). MAILOPS_TEST_IMAGE_DEBIAN12_SQL replaces it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../molecule/env.sh
@@ -27,6 +34,7 @@ release=${1:-debian12}
 variant=
 case $release in
   *-dovecot) variant=dovecot; base_release=${release%-dovecot} ;;
+  *-sql) variant=sql; base_release=${release%-sql} ;;
   *) base_release=$release ;;
 esac
 script=
@@ -40,7 +48,7 @@ case $base_release in
   # accept them for this one build (the image never reaches a mirror afterwards).
   debian14) suite=forky; script=sid
             apt_update='apt-get -o Acquire::Check-Valid-Until=false update -qq' ;;
-  *) echo "build-image: unknown release '$release' (debian12, debian13, debian14, debian12-dovecot)" >&2; exit 2 ;;
+  *) echo "build-image: unknown release '$release' (debian12, debian13, debian14, debian12-dovecot, debian12-sql)" >&2; exit 2 ;;
 esac
 override_var="MAILOPS_TEST_IMAGE_${release^^}"
 override_var=${override_var//-/_}
@@ -69,17 +77,27 @@ if [ -n "$variant" ]; then
   start=$(date +%s)
   work=$(mktemp -d /var/tmp/mailops-image.XXXXXX)
   trap 'rm -rf "$work"' EXIT
-  # The maintainer scripts find no running init in the build and start nothing.
+  # The maintainer scripts find no running init in the build and start nothing; for the
+  # sql variant a policy-rc.d (invoke-rc.d(8): exit 101 = action forbidden) makes sure of it.
+  case $variant in
+    dovecot) packages='dovecot-core dovecot-lmtpd'; what=Dovecot; pre=true; post=true ;;
+    sql) packages='postgresql postfix-pgsql python3-psycopg2'; what='PostgreSQL and postfix-pgsql'
+         pre='printf "#!/bin/sh\\nexit 101\\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+         # start.conf(5) of postgresql-common: "manual" = pg_ctlcluster only, never at boot.
+         post='rm -f /usr/sbin/policy-rc.d && for c in /etc/postgresql/*/main; do echo manual >"$c/start.conf"; done' ;;
+  esac
   cat >"$work/Containerfile" <<CONTAINERFILE
 FROM $base
-RUN apt-get update -qq \\
+RUN $pre \\
+ && apt-get update -qq \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
-      dovecot-core dovecot-lmtpd \\
+      $packages \\
+ && $post \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 LABEL mailops.build=$stamp mailops.base=$base_id
 CMD ["sleep", "infinity"]
 CONTAINERFILE
-  echo "build-image: installing Dovecot into $image" >&2
+  echo "build-image: installing $what into $image" >&2
   podman build --quiet --network host --tag "$image" --file "$work/Containerfile" "$work" >/dev/null
   echo "build-image: $image built in $(( $(date +%s) - start )) s" >&2
   echo "$image"

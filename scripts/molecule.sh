@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the Molecule scenarios (all of them, or those named as arguments) against real Postfix
 # in local podman containers; print the time each took; exit non-zero if any failed.
-#   scripts/molecule.sh [default lmdb debian13 rollout virtual_mailbox migrate]
+#   scripts/molecule.sh [default lmdb debian13 rollout virtual_mailbox migrate fleet_sql]
 # Test images are built from debootstrap on first use and cached in podman's storage
 # (rebuilt when scripts/build-image.sh changes); MAILOPS_TEST_IMAGE_DEBIAN12 / _DEBIAN13 /
 # _DEBIAN14 point the scenarios at images of your own.
@@ -21,7 +21,7 @@ fi
 
 # Build (or find cached) images first so that scenario timings are comparable.
 t0=$(date +%s)
-for release in debian12 debian13 debian14 debian12-dovecot; do
+for release in debian12 debian13 debian14 debian12-dovecot debian12-sql; do
   scripts/build-image.sh "$release" >/dev/null || exit 1
 done
 echo "molecule: images ready in $(( $(date +%s) - t0 )) s"
