@@ -7,9 +7,14 @@
             first apply, change one alias, no-change run; the map is checked with real
             `postmap -s` / `postmap -q` in the container after every step;
 3. fleet    `ansible-playbook mailops.postfix.alias_rollout` over 1, 4, 8 hosts, batches of one
-            and whole-fleet batches with 1, 4, 8 forks; where the time goes, per task.
+            and whole-fleet batches with 1, 4, 8 forks; where the time goes, per task;
+4. sqlfleet "change one alias on 8 MX hosts": (A) alias_rollout of the file maps (batches of one,
+            one batch of 8 with 8 forks) against (B) ONE mailops.postfix.sql_entries run on a
+            PostgreSQL container that the 8 MX hosts query through proxy:pgsql:, and the time
+            until every host's real `postmap -q` answers the new value; ratio A/B per alias count.
 
-Hosts are podman containers from the cached Debian 12 test image (scripts/build-image.sh) on
+Hosts are podman containers from the cached Debian 12 test image (scripts/build-image.sh; its
+debian12-sql variant, with PostgreSQL and postfix-pgsql, when sqlfleet runs) on
 a closed network this run creates; containers and network carry the label
 mailops.postfix.bench=<run id> and are removed at the end, also on failure or Ctrl-C.
 Nothing here is a test: no time makes it fail. It exits non-zero only when a benchmark could
@@ -18,6 +23,7 @@ not run or a map came out wrong.
     .venv/bin/python bench/run.py                       # all of it (~30 min on 2 cores)
     .venv/bin/python bench/run.py --only e2e --entries 1000 --lineinfile-entries 100
     .venv/bin/python bench/run.py --only fleet --fleet-sizes 1,4 --forks 1,4
+    .venv/bin/python bench/run.py --only sqlfleet --sql-aliases 1000,10000 --sql-exclusive
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "lib"))
 
+import sql_fleet  # noqa: E402  pylint: disable=wrong-import-position
 import testbed  # noqa: E402  pylint: disable=wrong-import-position
 
 DOMAINS = 50
@@ -86,6 +93,11 @@ def versions(env):
         "ansible": first_line([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "--version"]),
         "python": platform.python_version(),
     }
+
+
+def uptime():
+    with open("/proc/loadavg") as f:
+        return "load average " + ", ".join(f.read().split()[:3])
 
 
 # --------------------------------------------------------------------------- playbook runs
@@ -316,13 +328,19 @@ def fleet_group_vars(counter, extra_aliases):
     }
 
 
-def fleet(args, tb, env, tmp):
-    nmax = max(args.fleet_sizes)
+def fleet(args, tb, env, tmp, sizes=None, forks=None, aliases=None, nochange=True, prefix="", remove=False):
+    """alias_rollout over mx1..mxN: a first apply, then per N a change in batches of one, a change
+    in one batch at each number of forks and (nochange) a no-change run. sqlfleet runs it for
+    N=8 only, without the no-change run, with `aliases` extra aliases and removes the hosts."""
+    sizes = sizes or args.fleet_sizes
+    forks = forks or args.forks
+    aliases = args.fleet_aliases if aliases is None else aliases
+    nmax = max(sizes)
     hosts = collections.OrderedDict()
     for i in range(1, nmax + 1):
         name = "mx%d.example.tld" % i
         hosts[name] = tb.start(name)
-    invdir = os.path.join(tmp, "fleet")
+    invdir = os.path.join(tmp, "fleet%s" % prefix.strip().replace(" ", "-"))
     os.makedirs(os.path.join(invdir, "group_vars"), exist_ok=True)
     os.makedirs(os.path.join(invdir, "host_vars"), exist_ok=True)
     write_inventory(os.path.join(invdir, "hosts.yml"), hosts, "mail_servers")
@@ -330,13 +348,14 @@ def fleet(args, tb, env, tmp):
         dump_yaml(os.path.join(invdir, "host_vars", name + ".yml"), {"postfix_server_main_cf_host": {"myhostname": name}})
     state = {"counter": 0}
 
-    def rollout(label, names, batch, forks, change):
+    def rollout(label, names, batch, nforks, change):
         if change:
             state["counter"] += 1
+        label = prefix + label
         dump_yaml(os.path.join(invdir, "group_vars", "mail_servers.yml"),
-                  fleet_group_vars(state["counter"], args.fleet_aliases))
+                  fleet_group_vars(state["counter"], aliases))
         run = playbook(label, "mailops.postfix.alias_rollout", invdir, ["batch=%d" % batch], env, tmp,
-                       args.timeout, forks=forks, limit=",".join(names))
+                       args.timeout, forks=nforks, limit=",".join(names))
         want = "chris%d@example.net" % state["counter"]
         problems = []
         for name in names:
@@ -345,29 +364,163 @@ def fleet(args, tb, env, tmp):
                 problems.append("%s: chris@example.tld -> %r, expected %r" % (name, out, want))
         if problems:
             print("    map check: " + "; ".join(problems), flush=True)
-        return {"label": label, "n": len(names), "batch": batch, "forks": forks, "change": change,
-                "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out,
+        return {"label": label, "n": len(names), "batch": batch, "forks": nforks, "change": change,
+                "aliases": aliases, "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out,
                 "changed": run.changed, "problems": problems, "tasks": run.tasks}
 
-    print("fleet: alias_rollout over %d containers (%s...)" % (nmax, next(iter(hosts.values()))), flush=True)
+    print("%sfleet: alias_rollout over %d containers (%s...), %d extra aliases"
+          % (prefix, nmax, next(iter(hosts.values())), aliases), flush=True)
     names = list(hosts)
-    rows = [rollout("first apply N=%d batch=%d forks=%d" % (nmax, nmax, min(nmax, max(args.forks))),
-                    names, nmax, min(nmax, max(args.forks)), False)]
-    rows[-1]["kind"] = "first"
-    for n in args.fleet_sizes:
-        sub = names[:n]
-        r = rollout("change N=%d batch=1" % n, sub, 1, 1, True)
-        r["kind"] = "serial"
-        rows.append(r)
-        for f in sorted(set(min(f, n) for f in args.forks)) if n > 1 else []:
-            r = rollout("change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, True)
-            r["kind"] = "parallel"
+    try:
+        rows = [rollout("first apply N=%d batch=%d forks=%d" % (nmax, nmax, min(nmax, max(forks))),
+                        names, nmax, min(nmax, max(forks)), False)]
+        rows[-1]["kind"] = "first"
+        for n in sizes:
+            sub = names[:n]
+            r = rollout("change N=%d batch=1" % n, sub, 1, 1, True)
+            r["kind"] = "serial"
             rows.append(r)
-        f = min(n, max(args.forks))
-        r = rollout("no change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, False)
-        r["kind"] = "nochange"
-        rows.append(r)
+            for f in sorted(set(min(f, n) for f in forks)) if n > 1 else []:
+                r = rollout("change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, True)
+                r["kind"] = "parallel"
+                rows.append(r)
+            if nochange:
+                f = min(n, max(forks))
+                r = rollout("no change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, False)
+                r["kind"] = "nochange"
+                rows.append(r)
+    finally:
+        if remove:
+            for container in hosts.values():
+                tb.remove(container)
     return rows
+
+
+# --------------------------------------------------------------------------- sql fleet
+
+def sql_vars(db, domains):
+    return {"bench_db_host": db.ip, "bench_db_name": sql_fleet.DB_NAME, "bench_db_query": sql_fleet.QUERY,
+            "bench_db_reader": sql_fleet.READER, "bench_db_reader_password": db.reader_password,
+            "bench_db_writer": sql_fleet.WRITER, "bench_db_writer_password": db.writer_password,
+            "bench_domains": domains}
+
+
+def sql_aliases(counter, extra):
+    """The fleet inventory's aliases (fleet_group_vars) as rows: {address: [targets]}."""
+    domain = fleet_group_vars(counter, extra)["postfix_server_virtual_alias_domains"][0]
+    return {"%s@%s" % (local, domain["domain"]): targets for local, targets in domain["aliases"].items()}
+
+
+def sqlfleet(args, tb, env, tmp, info):
+    """Change one alias on N MX hosts: (A) alias_rollout of the file maps, in batches of one and
+    in one batch with N forks, against (B) one sql_entries run on the database all N hosts query
+    through proxy:pgsql:, and the time until every host's real `postmap -q` answers the new
+    value. Per size of --sql-aliases, A then B, in the same run."""
+    n = args.sql_hosts
+    key = "chris@example.tld"
+    domain = "example.tld"
+    db_container = tb.start("db.example.tld")
+    db = sql_fleet.Database(tb, db_container, tb.ips[db_container], tb.subnet).start([domain])
+    info["postgresql"] = db.version
+    mx = collections.OrderedDict()
+    for i in range(1, n + 1):
+        name = "sqlmx%d.example.tld" % i
+        mx[name] = tb.start(name)
+    inv = os.path.join(tmp, "sqlfleet.yml")
+    write_inventory(inv, mx, "bench_mx")
+    with open(inv, "a") as f:      # a second group, same layout as write_inventory's
+        f.write("bench_db:\n  hosts:\n    db.example.tld:\n"
+                "      ansible_connection: containers.podman.podman\n"
+                "      ansible_host: %s\n      ansible_python_interpreter: /usr/bin/python3\n" % db_container)
+    base_vars = os.path.join(tmp, "sqlfleet-vars.json")
+    dump_yaml(base_vars, sql_vars(db, domain))
+    print("sqlfleet: %s at %s (%s), %d MX hosts (%s...)" % (db_container, db.ip, db.version, n,
+                                                            next(iter(mx.values()))), flush=True)
+    rows = []
+    sizes = args.sql_aliases
+    db.load(sql_aliases(0, min(sizes)))
+    setup = playbook("sql setup N=%d" % n, os.path.join(HERE, "sqlfleet", "setup_mx.yml"), inv, ["@" + base_vars],
+                     env, tmp, args.timeout, forks=n)
+    rows.append({"way": "setup", "label": "setup (lookup_client, postconf) N=%d" % n, "aliases": min(sizes),
+                 "wall": setup.wall, "cpu": setup.cpu, "rc": setup.rc, "timeout": setup.timed_out,
+                 "changed": setup.changed, "problems": [] if setup.rc == 0 else ["setup failed"], "tasks": setup.tasks})
+    if setup.rc != 0:
+        return rows
+    # Postfix re-reads a client file modified in the last second until it settles
+    # (dict_load_file_xt() in util/dict.c): date it back before Postfix first opens it.
+    start = "touch -d '-1 min' %s && postfix start >/dev/null 2>&1" % sql_fleet.CLIENT_FILE
+    for c in mx.values():
+        tb.exec(c, start)
+    counter = 0
+    for size in sizes:
+        counter += 1
+        # Way A: the file rollout on its own hosts (the same aliases, inventory as `fleet`).
+        a_rows = fleet(args, tb, env, tmp, sizes=[n], forks=[n], aliases=size, nochange=False,
+                       prefix="A %d aliases: " % size, remove=True)
+        for r in a_rows:
+            r["way"] = "A"
+            rows.append(r)
+        # Way B: the same aliases in the database, then one sql_entries run per repeat.
+        count = db.load(sql_aliases(counter * 1000, size))
+        print("B %d aliases: %d rows in %s.alias" % (size, count, sql_fleet.DB_NAME), flush=True)
+        for rep in range(args.sql_repeats):
+            for exclusive in ([False, True] if args.sql_exclusive else [False]):
+                counter += 1
+                rows.append(sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, counter,
+                                       exclusive, rep))
+    return rows
+
+
+def sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, counter, exclusive, rep):
+    """One timed change: pollers on, ONE sql_entries playbook run, wait for every host to route."""
+    old = db.value(key)
+    want = "chris%d@example.net" % counter
+    if exclusive:
+        entries = sql_aliases(counter, size)        # the whole domain declared, one value new
+        extra = {"bench_entries": entries, "bench_exclusive": True, "bench_domain": domain}
+        what = "whole domain (%d rows, exclusive)" % len(entries)
+    else:
+        extra = {"bench_entries": {key: [want]}}
+        what = "one alias"
+    assert extra["bench_entries"][key] == [want]
+    vars_file = os.path.join(tmp, "sqlfleet-change-%d.json" % counter)
+    dump_yaml(vars_file, extra)
+    containers = list(mx.values())
+    problems = []
+    sql_fleet.start_pollers(tb, containers, key, args.sql_poll)
+    try:
+        # Every poller answers the old value before the change (the table works on every host).
+        before = sql_fleet.wait_routed(tb, containers, old, 0, 60)
+        problems += ["%s: never answered %r before the change" % (c, old) for c, t in before.items() if t is None]
+        label = "B %d aliases: sql_entries %s #%d" % (size, what, rep + 1)
+        t0 = time.time()
+        run = playbook(label, os.path.join(HERE, "sqlfleet", "change.yml"), inv, ["@" + base_vars, "@" + vars_file],
+                       env, tmp, args.timeout)
+        end = t0 + run.wall
+        routed = sql_fleet.wait_routed(tb, containers, want, t0, 60) if run.rc == 0 else {}
+    finally:
+        sql_fleet.stop_pollers(tb, containers)
+    if run.rc != 0:
+        problems.append("sql_entries playbook failed")
+    problems += ["%s: not routed to %r within 60 s" % (c, want) for c, t in routed.items() if t is None]
+    got = db.value(key)
+    if got != want:
+        problems.append("database holds %r, expected %r" % (got, want))
+    done = [t for t in routed.values() if t is not None]
+    all_routed = (max(done) - t0) if done and len(done) == len(containers) else None
+    task = [t["wall"] for t in run.tasks if t["action"].endswith("sql_entries")]
+    row = {"way": "B", "label": label, "aliases": size, "exclusive": exclusive, "n": len(containers),
+           "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out, "changed": run.changed,
+           "task": task[0] if task else None, "all_routed": all_routed,
+           "first_routed": (min(done) - t0) if done else None, "routed_after_end": (max(done) - end) if done else None,
+           "routed": {c: (t - t0 if t else None) for c, t in routed.items()}, "problems": problems,
+           "tasks": run.tasks}
+    print("    %s; to all %d routed %s s" % (
+        "module task %.2f s" % row["task"] if row["task"] else "no task time", len(containers),
+        "%.2f" % all_routed if all_routed is not None else "-"), flush=True)
+    if problems:
+        print("    check: " + "; ".join(problems), flush=True)
+    return row
 
 
 # --------------------------------------------------------------------------- report
@@ -388,7 +541,42 @@ def where_time_goes(rows, top=8):
     return lines
 
 
-def report(info, compile_lines, e2e_rows, fleet_rows):
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def sql_summary(rows):
+    """Per alias count: A (serial, batch N) walls, B medians, ratios A/B (same run)."""
+    out = []
+    for size in dict.fromkeys(r["aliases"] for r in rows if r["way"] in ("A", "B")):
+        a = {r.get("kind"): r for r in rows if r["way"] == "A" and r["aliases"] == size}
+        summary = {"aliases": size}
+        for kind in ("serial", "parallel"):
+            if kind in a and a[kind]["rc"] == 0 and not a[kind]["problems"]:
+                summary["A_" + kind] = a[kind]["wall"]
+        for exclusive in (False, True):
+            b = [r for r in rows if r["way"] == "B" and r["aliases"] == size and r["exclusive"] == exclusive
+                 and not r["problems"]]
+            if not b:
+                continue
+            tag = "B_exclusive" if exclusive else "B"
+            summary[tag] = {"runs": len(b), "wall": _median(r["wall"] for r in b),
+                            "task": _median(r["task"] for r in b), "all_routed": _median(r["all_routed"] for r in b),
+                            "walls": [round(r["wall"], 2) for r in b],
+                            "all_routed_runs": [round(r["all_routed"], 2) for r in b if r["all_routed"] is not None]}
+        if "B" in summary and summary["B"]["all_routed"]:
+            for kind in ("serial", "parallel"):
+                if "A_" + kind in summary:
+                    summary["ratio_" + kind] = summary["A_" + kind] / summary["B"]["all_routed"]
+        out.append(summary)
+    return out
+
+
+def report(info, compile_lines, e2e_rows, fleet_rows, sql_rows=()):
     out = ["", "=" * 100,
            "mailops.postfix benchmarks, %s; %s CPUs, %s GiB; %s; %s" % (
                info["date"], info["cpus"], info["memory_gib"], info["os"], info["ansible"]),
@@ -420,6 +608,32 @@ def report(info, compile_lines, e2e_rows, fleet_rows):
         serial = [r for r in fleet_rows if r.get("kind") == "serial"]
         if serial:
             out += ["  where the time goes, change runs in batches of one (all N):"] + where_time_goes(serial, 10)
+    if sql_rows:
+        n = max(r.get("n", 0) for r in sql_rows)
+        out += ["", "SQL fleet: change one alias on %d MX hosts: (A) alias_rollout of the file maps, (B) one "
+                "sql_entries run on the" % n,
+                "  database they query through %s (B: median of the runs; to all routed = from the playbook's "
+                "start to the last" % sql_fleet.TABLE_SPEC,
+                "  host's real postmap -q answering the new value)",
+                "  %-66s %9s %9s %9s %8s  %s" % ("run", "wall s", "task s", "routed s", "changed", "check")]
+        for r in sql_rows:
+            state = "timeout" if r["timeout"] else ("ok" if r["rc"] == 0 and not r["problems"] else
+                                                    "rc=%d %s" % (r["rc"], "; ".join(r["problems"])))
+            task = "%9.2f" % r["task"] if r.get("task") is not None else "%9s" % "-"
+            routed = "%9.2f" % r["all_routed"] if r.get("all_routed") is not None else "%9s" % "-"
+            out.append("  %-66s %9.1f %s %s %8d  %s" % (r["label"], r["wall"], task, routed, r["changed"], state))
+        for s in sql_summary(sql_rows):
+            line = "  %d aliases:" % s["aliases"]
+            if "B" in s:
+                line += " B one alias: playbook %.2f s, module task %.2f s, all routed %.2f s;" % (
+                    s["B"]["wall"], s["B"]["task"] or 0, s["B"]["all_routed"] or 0)
+            for kind, name in (("serial", "batches of one"), ("parallel", "batch %d forks %d" % (n, n))):
+                if "A_" + kind in s:
+                    line += " A %s %.1f s" % (name, s["A_" + kind])
+                    if "ratio_" + kind in s:
+                        line += " (A/B %.0fx)" % s["ratio_" + kind]
+                    line += ";"
+            out.append(line.rstrip(";"))
     out.append("")
     return "\n".join(out)
 
@@ -428,7 +642,7 @@ def report(info, compile_lines, e2e_rows, fleet_rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["compile", "e2e", "fleet"], action="append",
+    ap.add_argument("--only", choices=["compile", "e2e", "fleet", "sqlfleet"], action="append",
                     help="run only these parts (repeatable); default: all")
     ap.add_argument("--compile-args", default="", help="arguments for bench/compile.py, e.g. '--runs 1'")
     ap.add_argument("--entries", type=int, default=10000, help="virtual map size, end to end")
@@ -440,6 +654,14 @@ def main():
     ap.add_argument("--fleet-sizes", default="1,4,8")
     ap.add_argument("--forks", default="1,4,8")
     ap.add_argument("--fleet-aliases", type=int, default=0, help="extra virtual aliases in the fleet inventory")
+    ap.add_argument("--sql-aliases", default="1000,10000",
+                    help="sqlfleet: alias counts (extra aliases of the fleet inventory, the same rows in the database)")
+    ap.add_argument("--sql-hosts", type=int, default=0, help="sqlfleet: MX hosts (default: the largest --fleet-sizes, 8)")
+    ap.add_argument("--sql-repeats", type=int, default=3, help="sqlfleet: timed sql_entries runs per alias count")
+    ap.add_argument("--sql-exclusive", action="store_true",
+                    help="sqlfleet: also time sql_entries with the whole domain declared (exclusive), one value new")
+    ap.add_argument("--sql-poll", type=float, default=0.2,
+                    help="sqlfleet: seconds between two postmap -q of a host's poller")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per ansible-playbook run")
     ap.add_argument("--profile", metavar="DIR",
                     help="run every playbook under cProfile (bench/lib/profile_playbook.py), files in DIR/<run>/")
@@ -448,7 +670,9 @@ def main():
     args.ways = args.ways.split(",")
     args.fleet_sizes = [int(x) for x in args.fleet_sizes.split(",")]
     args.forks = [int(x) for x in args.forks.split(",")]
-    parts = args.only or ["compile", "e2e", "fleet"]
+    args.sql_aliases = [int(x) for x in args.sql_aliases.split(",")]
+    args.sql_hosts = args.sql_hosts or max(args.fleet_sizes)
+    parts = args.only or ["compile", "e2e", "fleet", "sqlfleet"]
     global PROFILE_DIR  # pylint: disable=global-statement
     PROFILE_DIR = os.path.abspath(args.profile) if args.profile else None
 
@@ -459,7 +683,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="mailops-bench-")
     tb = None
-    compile_lines, e2e_rows, fleet_rows = [], [], []
+    compile_lines, e2e_rows, fleet_rows, sql_rows = [], [], [], []
     try:
         env = ansible_env(tmp)
         info = versions(env)
@@ -472,8 +696,10 @@ def main():
                 compile_lines.append(line.rstrip())
             if proc.wait() != 0:
                 compile_lines.append("(bench/compile.py exited %d)" % proc.returncode)
-        if "e2e" in parts or "fleet" in parts:
-            tb = testbed.Testbed(testbed.build_image()).open()
+        if "e2e" in parts or "fleet" in parts or "sqlfleet" in parts:
+            # sqlfleet needs PostgreSQL and postfix-pgsql: the debian12-sql variant (all parts then use it).
+            image = testbed.build_image("debian12-sql" if "sqlfleet" in parts else "debian12")
+            tb = testbed.Testbed(image).open()
             probe = tb.start("probe.bench.example")
             info["postfix"] = tb.exec(probe, "postconf -h mail_version").stdout.strip()
             tb.remove(probe)
@@ -482,12 +708,19 @@ def main():
             e2e_rows = e2e(args, tb, env, tmp)
         if "fleet" in parts:
             fleet_rows = fleet(args, tb, env, tmp)
-        print(report(info, compile_lines, e2e_rows, fleet_rows))
+        if "sqlfleet" in parts:
+            info["uptime_before_sqlfleet"] = uptime()
+            sql_rows = sqlfleet(args, tb, env, tmp, info)
+            info["uptime_after_sqlfleet"] = uptime()
+        print(report(info, compile_lines, e2e_rows, fleet_rows, sql_rows))
+        if sql_rows:
+            print("load: %s (before sqlfleet), %s (after)" % (info["uptime_before_sqlfleet"], info["uptime_after_sqlfleet"]))
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "compile": compile_lines, "e2e": e2e_rows, "fleet": fleet_rows}, f, indent=1)
+            json.dump({"machine": info, "compile": compile_lines, "e2e": e2e_rows, "fleet": fleet_rows,
+                       "sqlfleet": sql_rows, "sqlfleet_summary": sql_summary(sql_rows)}, f, indent=1)
         print("details (per task, per host): %s" % os.path.relpath(args.json, ROOT))
-        wrong = [r for r in e2e_rows + fleet_rows if r["problems"] and not r["timeout"]]
+        wrong = [r for r in e2e_rows + fleet_rows + sql_rows if r["problems"] and not r["timeout"]]
         return 1 if wrong else 0
     finally:
         for proc in list(_children):

@@ -25,9 +25,10 @@ def podman(*args, check=True, stdin=None):
     return proc
 
 
-def build_image():
-    """The Debian 12 test image (scripts/build-image.sh builds it once, then reuses it)."""
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "build-image.sh"), "debian12"],
+def build_image(release="debian12"):
+    """A test image (scripts/build-image.sh builds it once, then reuses it): Debian 12 with
+    Postfix, or a variant such as debian12-sql (PostgreSQL and postfix-pgsql as well)."""
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "build-image.sh"), release],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError("scripts/build-image.sh failed: %s" % proc.stderr.strip())
@@ -51,6 +52,7 @@ class Testbed:
         self.network = "mailops-bench-%s" % self.run_id
         self.subnet = None
         self.containers = []
+        self.ips = {}
         self._next_ip = 10
 
     def open(self):
@@ -67,15 +69,17 @@ class Testbed:
                "--label", "%s=%s" % (LABEL, self.run_id), self.network)
         return self
 
-    def start(self, hostname):
-        """A container named after this run, reachable by podman exec; returns its name."""
+    def start(self, hostname, image=None):
+        """A container named after this run, reachable by podman exec; returns its name
+        (its address is in self.ips)."""
         name = "mailops-bench-%s-%s" % (self.run_id, hostname.split(".")[0])
         ip = self.subnet.rsplit(".", 1)[0] + ".%d" % self._next_ip
         self._next_ip += 1
         self.containers.append(name)
+        self.ips[name] = ip
         podman("run", "-d", "--init", "--name", name, "--label", "%s=%s" % (LABEL, self.run_id),
                "--hostname", hostname, "--network", self.network, "--ip", ip,
-               self.image, "sleep", "infinity")
+               image or self.image, "sleep", "infinity")
         return name
 
     def remove(self, name):
