@@ -464,15 +464,19 @@ def sqlfleet(args, tb, env, tmp, info):
         count = db.load(sql_aliases(counter * 1000, size))
         print("B %d aliases: %d rows in %s.alias" % (size, count, sql_fleet.DB_NAME), flush=True)
         for rep in range(args.sql_repeats):
-            for exclusive in ([False, True] if args.sql_exclusive else [False]):
+            # (exclusive, pollers): the run without pollers times sql_entries alone, on a machine
+            # without the pollers' postmap processes; its hosts are checked once afterwards.
+            for exclusive, polled in [(False, True)] + [(True, True)] * args.sql_exclusive + [(False, False)]:
                 counter += 1
                 rows.append(sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, counter,
-                                       exclusive, rep))
+                                       exclusive, rep, polled))
     return rows
 
 
-def sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, counter, exclusive, rep):
-    """One timed change: pollers on, ONE sql_entries playbook run, wait for every host to route."""
+def sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, counter, exclusive, rep, polled=True):
+    """One timed change: ONE sql_entries playbook run, then the time until every host's poller
+    (real postmap -q every --sql-poll seconds) answered the new value. polled=False: no pollers,
+    every host is asked once after the run (the playbook's time without the pollers' load)."""
     old = db.value(key)
     want = "chris%d@example.net" % counter
     if exclusive:
@@ -486,38 +490,49 @@ def sql_change(args, tb, env, tmp, db, mx, inv, base_vars, key, domain, size, co
     vars_file = os.path.join(tmp, "sqlfleet-change-%d.json" % counter)
     dump_yaml(vars_file, extra)
     containers = list(mx.values())
+    label = "B %d aliases: sql_entries %s %s#%d" % (size, what, "" if polled else "alone ", rep + 1)
+    argv = (label, os.path.join(HERE, "sqlfleet", "change.yml"), inv, ["@" + base_vars, "@" + vars_file],
+            env, tmp, args.timeout)
     problems = []
-    sql_fleet.start_pollers(tb, containers, key, args.sql_poll)
-    try:
-        # Every poller answers the old value before the change (the table works on every host).
-        before = sql_fleet.wait_routed(tb, containers, old, 0, 60)
-        problems += ["%s: never answered %r before the change" % (c, old) for c, t in before.items() if t is None]
-        label = "B %d aliases: sql_entries %s #%d" % (size, what, rep + 1)
+    if polled:
+        sql_fleet.start_pollers(tb, containers, key, args.sql_poll)
+        try:
+            # Every poller answers the old value before the change (the table works on every host).
+            before = sql_fleet.wait_routed(tb, containers, old, 0, 60)
+            problems += ["%s: never answered %r before the change" % (c, old) for c, t in before.items() if t is None]
+            t0 = time.time()
+            run = playbook(*argv)
+            routed = sql_fleet.wait_routed(tb, containers, want, t0, 60) if run.rc == 0 else {}
+        finally:
+            sql_fleet.stop_pollers(tb, containers)
+    else:
         t0 = time.time()
-        run = playbook(label, os.path.join(HERE, "sqlfleet", "change.yml"), inv, ["@" + base_vars, "@" + vars_file],
-                       env, tmp, args.timeout)
-        end = t0 + run.wall
-        routed = sql_fleet.wait_routed(tb, containers, want, t0, 60) if run.rc == 0 else {}
-    finally:
-        sql_fleet.stop_pollers(tb, containers)
+        run = playbook(*argv)
+        routed = {}
+        for c in containers:
+            out = tb.exec(c, "postmap -q %s %s" % (key, sql_fleet.TABLE_SPEC), check=False).stdout.strip()
+            routed[c] = time.time() if out == want else None
     if run.rc != 0:
         problems.append("sql_entries playbook failed")
-    problems += ["%s: not routed to %r within 60 s" % (c, want) for c, t in routed.items() if t is None]
+    problems += ["%s: not routed to %r%s" % (c, want, " within 60 s" if polled else "") for c, t in routed.items()
+                 if t is None]
     got = db.value(key)
     if got != want:
         problems.append("database holds %r, expected %r" % (got, want))
     done = [t for t in routed.values() if t is not None]
-    all_routed = (max(done) - t0) if done and len(done) == len(containers) else None
+    all_routed = (max(done) - t0) if polled and done and len(done) == len(containers) else None
     task = [t["wall"] for t in run.tasks if t["action"].endswith("sql_entries")]
-    row = {"way": "B", "label": label, "aliases": size, "exclusive": exclusive, "n": len(containers),
-           "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out, "changed": run.changed,
-           "task": task[0] if task else None, "all_routed": all_routed,
-           "first_routed": (min(done) - t0) if done else None, "routed_after_end": (max(done) - end) if done else None,
+    row = {"way": "B", "label": label, "aliases": size, "exclusive": exclusive, "polled": polled,
+           "n": len(containers), "wall": run.wall, "cpu": run.cpu, "rc": run.rc, "timeout": run.timed_out,
+           "changed": run.changed, "task": task[0] if task else None, "all_routed": all_routed,
+           "first_routed": (min(done) - t0) if polled and done else None,
+           "routed_after_end": (max(done) - t0 - run.wall) if polled and done else None,
            "routed": {c: (t - t0 if t else None) for c, t in routed.items()}, "problems": problems,
            "tasks": run.tasks}
-    print("    %s; to all %d routed %s s" % (
-        "module task %.2f s" % row["task"] if row["task"] else "no task time", len(containers),
-        "%.2f" % all_routed if all_routed is not None else "-"), flush=True)
+    print("    module task %s s; %s" % (
+        "%.2f" % row["task"] if row["task"] else "-",
+        ("to all %d routed %s s" % (len(containers), "%.2f" % all_routed if all_routed is not None else "-"))
+        if polled else "checked after the run: %d of %d routed" % (len(done), len(containers))), flush=True)
     if problems:
         print("    check: " + "; ".join(problems), flush=True)
     return row
@@ -560,7 +575,7 @@ def sql_summary(rows):
                 summary["A_" + kind] = a[kind]["wall"]
         for exclusive in (False, True):
             b = [r for r in rows if r["way"] == "B" and r["aliases"] == size and r["exclusive"] == exclusive
-                 and not r["problems"]]
+                 and r.get("polled", True) and not r["problems"]]
             if not b:
                 continue
             tag = "B_exclusive" if exclusive else "B"
@@ -568,6 +583,12 @@ def sql_summary(rows):
                             "task": _median(r["task"] for r in b), "all_routed": _median(r["all_routed"] for r in b),
                             "walls": [round(r["wall"], 2) for r in b],
                             "all_routed_runs": [round(r["all_routed"], 2) for r in b if r["all_routed"] is not None]}
+        alone = [r for r in rows if r["way"] == "B" and r["aliases"] == size and not r.get("polled", True)
+                 and not r["problems"]]
+        if alone:
+            summary["B_alone"] = {"runs": len(alone), "wall": _median(r["wall"] for r in alone),
+                                  "task": _median(r["task"] for r in alone),
+                                  "walls": [round(r["wall"], 2) for r in alone]}
         if "B" in summary and summary["B"]["all_routed"]:
             for kind in ("serial", "parallel"):
                 if "A_" + kind in summary:
@@ -627,6 +648,8 @@ def report(info, compile_lines, e2e_rows, fleet_rows, sql_rows=()):
             if "B" in s:
                 line += " B one alias: playbook %.2f s, module task %.2f s, all routed %.2f s;" % (
                     s["B"]["wall"], s["B"]["task"] or 0, s["B"]["all_routed"] or 0)
+            if "B_alone" in s:
+                line += " B alone: playbook %.2f s, task %.2f s;" % (s["B_alone"]["wall"], s["B_alone"]["task"] or 0)
             for kind, name in (("serial", "batches of one"), ("parallel", "batch %d forks %d" % (n, n))):
                 if "A_" + kind in s:
                     line += " A %s %.1f s" % (name, s["A_" + kind])
