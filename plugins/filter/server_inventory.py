@@ -19,6 +19,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import crossings
 from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import message as crossing_message
+from ansible_collections.mailops.postfix.plugins.module_utils import _lookupclient
+from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 
 # Targets only allowed in /etc/aliases: they run programs, write files or read a list.
 UNSAFE_TARGET_RE = re.compile(r'^"?(\||/|:include:)')
@@ -623,15 +625,22 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
 # Options of a map, its states and table types. Indexed types are compiled (postmap); the others
 # are read whole by each daemon at start, so a change needs a reload (DATABASE_README).
 MAP_OPTIONS = ('path', 'type', 'entries', 'parameter', 'exclusive', 'secret', 'mode', 'state')
+# Options of a table in a database (its client file): the data is the database's, never written.
+NETWORK_OPTIONS = ('path', 'type', 'parameter', 'client', 'client_secret', 'proxy', 'expect', 'mode', 'state')
 MAP_STATES = ('present', 'absent')
 INDEXED_TYPES = ('hash', 'cdb', 'lmdb')
 UNINDEXED_TYPES = ('regexp', 'pcre', 'cidr', 'texthash')
-MAP_TYPES = INDEXED_TYPES + UNINDEXED_TYPES
+FILE_TYPES = INDEXED_TYPES + UNINDEXED_TYPES
+NETWORK_TYPES = ('pgsql', 'mysql', 'ldap', 'sqlite')
+MAP_TYPES = FILE_TYPES + NETWORK_TYPES
 INDEX_SUFFIX = {'hash': '.db', 'cdb': '.cdb', 'lmdb': '.lmdb'}
 # Maps of these parameters hold passwords: secret by default (SASL_README, smtp(8)).
 SECRET_PARAMS = ('smtp_sasl_password_maps', 'lmtp_sasl_password_maps')
+# The role's own map parameters another map may join (after the role's file map).
+JOINED_PARAMS = ('virtual_alias_maps', 'virtual_mailbox_maps')
 # The packages that bring a table type Postfix loads as a plugin (Debian: postfix-pcre).
-TYPE_PACKAGES = {'pcre': 'postfix-pcre', 'lmdb': 'postfix-lmdb', 'cdb': 'postfix-cdb'}
+TYPE_PACKAGES = {'pcre': 'postfix-pcre', 'lmdb': 'postfix-lmdb', 'cdb': 'postfix-cdb', 'pgsql': 'postfix-pgsql',
+                 'mysql': 'postfix-mysql', 'ldap': 'postfix-ldap', 'sqlite': 'postfix-sqlite'}
 # main.cf parameters a map may be attached to: the *_maps and *_checks parameters of Postfix 3.7
 # (postconf -d), less the role's own (ROLE_PARAMS) and proxy_read_maps/proxy_write_maps (lists of
 # tables proxymap may open, not tables). Access maps used in smtpd_*_restrictions have no
@@ -701,6 +710,10 @@ def _merge_entries(merged, entries, fold, removing):
         index[ident] = key
 
 
+# Options merged per key across layers (a null value in the host layer drops the fleet's).
+MERGED_OPTIONS = ('entries', 'client', 'client_secret', 'expect')
+
+
 def server_maps(fleet, host=None, config_dir='/etc/postfix', table_type='hash'):
     """Merge the map layers (fleet, then host) into name -> resolved map, sorted by name.
 
@@ -717,37 +730,55 @@ def server_maps(fleet, host=None, config_dir='/etc/postfix', table_type='hash'):
             merged = options.setdefault(name, {})
             merged['where'] = '%s.%s' % (var, name)
             if isinstance(spec, Mapping):
-                merged.update((k, v) for k, v in spec.items() if k != 'entries')
+                merged.update((k, v) for k, v in spec.items() if k not in MERGED_OPTIONS)
     out = {}
     for name in sorted(options):
         spec = options[name]
         kind = str(_or_default(spec.get('type'), table_type)).strip().lower()
-        entries = {}
+        network = kind in NETWORK_TYPES
+        merged = {option: {} for option in MERGED_OPTIONS}
         for index, (var, layer) in enumerate(layers):
             spec_layer = layer.get(name)
             if spec_layer is None:
                 spec_layer = next((v for k, v in layer.items() if str(k).strip() == name), None)
-            if isinstance(spec_layer, Mapping) and isinstance(spec_layer.get('entries'), Mapping):
-                _merge_entries(entries, spec_layer['entries'], _folds(kind), index > 0)
+            if not isinstance(spec_layer, Mapping):
+                continue
+            for option in MERGED_OPTIONS:
+                if isinstance(spec_layer.get(option), Mapping):
+                    # Client parameter names are matched as written; keys as Postfix folds them.
+                    fold = _folds(kind) and option in ('entries', 'expect')
+                    _merge_entries(merged[option], spec_layer[option], fold, index > 0)
         parameter = str(_or_default(spec.get('parameter'), '')).strip() or None
         secret = _bool(spec['secret']) if spec.get('secret') is not None else None
         exclusive = _bool(spec['exclusive']) if spec.get('exclusive') is not None else None
-        path = str(_or_default(spec.get('path'), '')).strip() or '%s/%s' % (str(config_dir).rstrip('/'), name)
+        proxy = _bool(spec['proxy']) if spec.get('proxy') is not None else None
+        path = str(_or_default(spec.get('path'), '')).strip() or '%s/%s%s' % (
+            str(config_dir).rstrip('/'), name, '.cf' if network else '')
         mode = spec.get('mode')
-        out[name] = {
+        resolved = {
             'name': name,
             'where': spec['where'],
             'path': path,
             'type': kind,
             'reference': '%s:%s' % (kind, path),
             'index': path + INDEX_SUFFIX[kind] if kind in INDEX_SUFFIX else None,
-            'entries': entries,
+            'entries': merged['entries'],
             'parameter': parameter,
             'exclusive': True if exclusive is None else exclusive,
             'secret': parameter in SECRET_PARAMS if secret is None else secret,
             'mode': None if mode is None else str(mode).strip(),
             'state': str(_or_default(spec.get('state'), 'present')).strip().lower(),
+            'network': network,
         }
+        if network:
+            # Read through proxymap(8) unless told otherwise: one connection pool per host
+            # instead of one per daemon process (proxymap(8), "too many connections").
+            resolved.update(client=merged['client'], client_secret=merged['client_secret'],
+                            expect=merged['expect'], proxy=True if proxy is None else proxy, secret=False,
+                            entries={})
+            if resolved['proxy']:
+                resolved['reference'] = 'proxy:' + resolved['reference']
+        out[name] = resolved
     return out
 
 
@@ -757,7 +788,7 @@ def server_map_params(maps):
     out = {}
     for name in sorted(maps):
         m = maps[name]
-        if not m.get('parameter'):
+        if not m.get('parameter') or m['parameter'] in JOINED_PARAMS:
             continue
         refs = out.setdefault(m['parameter'], [])
         if m['state'] != 'absent':
@@ -776,11 +807,29 @@ def server_config_tables(maps):
     for name in sorted(maps):
         m = maps[name]
         table = {'path': m['path'], 'type': m['type'], 'state': m['state']}
-        if m['state'] != 'absent':
+        if m['state'] == 'absent':
+            pass
+        elif m.get('network'):
+            table.update(params=m['client'], secret_params=m['client_secret'], mode=m['mode'])
+        else:
             table.update(exclusive=m['exclusive'], mode=m['mode'])
             table['secret_entries' if m['secret'] else 'entries'] = m['entries']
         out.append(table)
     return out
+
+
+def server_proxy_read(maps):
+    """The tables proxymap(8) must be allowed to open for the present maps read through it."""
+    return [m['reference'] for name, m in sorted(maps.items())
+            if m['state'] != 'absent' and m.get('network') and m.get('proxy')]
+
+
+def server_joined_refs(maps):
+    """The role's own map parameters (JOINED_PARAMS) -> the references of the present maps of
+    ``maps`` that join it, in name order. The role names them after its own file map, which it
+    leaves out when inventory declares no entry for it (the database holds them)."""
+    return {param: [m['reference'] for name, m in sorted(maps.items())
+                    if m.get('parameter') == param and m['state'] != 'absent'] for param in JOINED_PARAMS}
 
 
 def server_master_services(fleet, *more):
@@ -825,12 +874,12 @@ def _cidr_key_problem(key):
     return None
 
 
-def _entry_problems(label, kind, entries, removing, out):
+def _entry_problems(label, kind, entries, removing, out, option='entries'):
     for raw_key, value in entries.items():
         key = str(raw_key)
-        where = '%s.entries: %s' % (label, key.strip())
+        where = '%s.%s: %s' % (label, option, key.strip())
         if key.strip() == '':
-            out.append('%s.entries: an empty key' % label)
+            out.append('%s.%s: an empty key' % (label, option))
             continue
         if _line_break(key):
             out.append('%s contains a line break' % where)
@@ -857,11 +906,59 @@ def _entry_problems(label, kind, entries, removing, out):
             out.append('%s has an empty value' % where)
 
 
-def _map_spec_problems(var, name, spec, config_dir, out):
-    label = '%s.%s' % (var, name)
+def _client_problems(label, kind, option, params, out):
+    """The client parameters of a database map (one layer): known names, one-line values."""
+    if not isinstance(params, Mapping):
+        out.append('%s.%s: must be a dictionary of %s_table(5) parameters (name -> value)' % (label, option, kind))
+        return
+    for name, value in params.items():
+        try:
+            _lookupclient.check_name(kind, name)
+        except PostfixError as e:
+            out.append('%s.%s: %s' % (label, option, e))
+            continue
+        if option == 'client' and name in _lookupclient.SECRET[kind]:
+            out.append('%s.client.%s: a credential; give it in client_secret (never logged, hidden in diffs)'
+                       % (label, name))
+        if value is not None:
+            try:
+                _lookupclient.check_value(name, value)
+            except PostfixError as e:
+                out.append('%s.%s: %s' % (label, option, e))
+
+
+def _network_spec_problems(label, kind, spec, out):
     for option in spec:
-        if option not in MAP_OPTIONS:
-            out.append('%s: unknown key %s (known: %s)' % (label, option, ', '.join(MAP_OPTIONS)))
+        if option == 'entries':
+            out.append('%s.entries: a %s map\'s data is in its database, which the role does not write'
+                       ' (mailops.postfix.sql_entries does); list keys the verify step checks in expect'
+                       % (label, kind))
+        elif option not in NETWORK_OPTIONS:
+            out.append('%s: unknown key %s for a %s map (known: %s)' % (label, option, kind, ', '.join(NETWORK_OPTIONS)))
+    for option in ('client', 'client_secret'):
+        if spec.get(option) is not None:
+            _client_problems(label, kind, option, spec[option], out)
+    if spec.get('proxy') is not None and _bool(spec['proxy']) is None:
+        out.append('%s.proxy: %s is not a boolean' % (label, spec['proxy']))
+    if spec.get('expect') is not None:
+        if not isinstance(spec['expect'], Mapping):
+            out.append('%s.expect: must be a dictionary (key -> the value the table answers)' % label)
+        else:
+            # Checked as entries of a key-value table (one word a key, one line a value).
+            _entry_problems(label, kind, spec['expect'], True, out, option='expect')
+
+
+def _map_spec_problems(var, name, spec, config_dir, out, kind=None):
+    label = '%s.%s' % (var, name)
+    if kind in NETWORK_TYPES:
+        _network_spec_problems(label, kind, spec, out)
+    else:
+        for option in spec:
+            if option in NETWORK_OPTIONS and option not in MAP_OPTIONS:
+                out.append('%s: %s is an option of a database map (%s); this map is a %s file'
+                           % (label, option, ', '.join(NETWORK_TYPES), kind))
+            elif option not in MAP_OPTIONS:
+                out.append('%s: unknown key %s (known: %s)' % (label, option, ', '.join(MAP_OPTIONS)))
     if spec.get('type') is not None and str(spec['type']).strip().lower() not in MAP_TYPES:
         out.append('%s.type: %s is not a table type the role writes (%s)' % (label, spec['type'], ', '.join(MAP_TYPES)))
     if spec.get('state') is not None and str(spec['state']).strip().lower() not in MAP_STATES:
@@ -881,7 +978,9 @@ def _map_spec_problems(var, name, spec, config_dir, out):
                        ' tables there, where postfix check and the reload pre-flight look' % (label, path, base))
     if spec.get('parameter') is not None:
         param = str(spec['parameter']).strip()
-        if param in ROLE_PARAMS:
+        if param in JOINED_PARAMS:
+            pass
+        elif param in ROLE_PARAMS:
             out.append('%s.parameter: %s is set by the role (from %s); choose another parameter'
                        % (label, param, ROLE_PARAMS[param]))
         elif param not in MAP_PARAMS:
@@ -890,7 +989,7 @@ def _map_spec_problems(var, name, spec, config_dir, out):
                        ' *_checks parameter of postconf(5))%s; for an access map in smtpd_*_restrictions leave'
                        ' parameter out and name the map in postfix_server_main_cf'
                        % (label, param, '; did you mean %s?' % close[0] if close else ''))
-    if spec.get('entries') is not None and not isinstance(spec['entries'], Mapping):
+    if kind not in NETWORK_TYPES and spec.get('entries') is not None and not isinstance(spec['entries'], Mapping):
         out.append('%s.entries: must be a dictionary (key -> value), got %s' % (label, type(spec['entries']).__name__))
 
 
@@ -903,6 +1002,9 @@ def _map_problems(inventory, main_cf_vars, out):
             out.append('%s: must be a dictionary of maps (name -> options), got %s' % (var, type(layer).__name__))
             layer = {}
         layers.append(layer)
+    maps = server_maps(layers[0], layers[1], config_dir=config_dir)
+    # Options and entries are checked with the type that takes effect (merged).
+    for var, layer in zip(MAP_VARS, layers):
         for name, spec in layer.items():
             name = str(name).strip()
             if not MAP_NAME_RE.match(name):
@@ -910,14 +1012,23 @@ def _map_problems(inventory, main_cf_vars, out):
             if not isinstance(spec, Mapping):
                 out.append('%s.%s: %s is not a dictionary of options (%s)' % (var, name, spec, ', '.join(MAP_OPTIONS)))
                 continue
-            _map_spec_problems(var, name, spec, config_dir, out)
-    maps = server_maps(layers[0], layers[1], config_dir=config_dir)
-    # Entries are checked as merged, with the type that takes effect.
-    for var, layer in zip(MAP_VARS, layers):
-        for name, spec in layer.items():
-            name = str(name).strip()
-            if isinstance(spec, Mapping) and isinstance(spec.get('entries'), Mapping) and name in maps:
-                _entry_problems('%s.%s' % (var, name), maps[name]['type'], spec['entries'], var != MAP_VARS[0], out)
+            kind = maps[name]['type'] if name in maps else None
+            _map_spec_problems(var, name, spec, config_dir, out, kind)
+            if kind not in NETWORK_TYPES and isinstance(spec.get('entries'), Mapping) and name in maps:
+                _entry_problems('%s.%s' % (var, name), kind, spec['entries'], var != MAP_VARS[0], out)
+    mailbox_domains = _declared_domains(inventory, MAILBOX_DOMAIN_VARS)
+    for name, m in maps.items():
+        if m['state'] == 'absent':
+            continue
+        if m['network'] and not m['client']:
+            out.append('%s.client: the %s client file\'s parameters are missing (%s_table(5))'
+                       % (m['where'], m['type'], m['type']))
+        if m['parameter'] == 'virtual_mailbox_maps' and not mailbox_domains:
+            out.append('%s.parameter: virtual_mailbox_maps is set only while a virtual mailbox domain is'
+                       ' declared (postfix_server_virtual_mailbox_domains)' % m['where'])
+        if m['network'] and m['mode'] and MODE_RE.match(m['mode']) and int(m['mode'], 8) & 0o007:
+            out.append('%s.mode: %s lets every local user read the client file (its credentials); client files'
+                       ' are 0640 root:postfix' % (m['where'], m['mode']))
     own_files = [(var, inventory.get(var)) for var in ('postfix_server_virtual_alias_map',
                                                        'postfix_server_virtual_mailbox_map',
                                                        'postfix_server_aliases_file')]
@@ -1015,6 +1126,8 @@ class FilterModule:
             'server_problems': server_problems,
             'server_inventory': server_inventory,
             'server_config_tables': server_config_tables,
+            'server_proxy_read': server_proxy_read,
+            'server_joined_refs': server_joined_refs,
             'server_maps': server_maps,
             'server_map_params': server_map_params,
             'server_map_type_problems': server_map_type_problems,

@@ -14,6 +14,10 @@ consistent at every moment:
    exists by then (a new smtpd reads main.cf when it starts, reload or not).
 4. tables declared absent: their source and index removed, after main.cf and master.cf
    stopped naming them.
+
+A table of a database (pgsql, mysql, ldap, sqlite) is its client file: written in step 2 with
+the lookup_client engine (the role owns it: parameters not declared are removed), its data
+never touched.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ansible_collections.mailops.postfix.plugins.module_utils._errors import Pos
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import (
     ALIASES, TABLE, Table, apply_entries, plan_entries,
 )
-from ansible_collections.mailops.postfix.plugins.module_utils import _maincf, _postfix
+from ansible_collections.mailops.postfix.plugins.module_utils import _lookupclient, _maincf, _postfix
 from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import edit_master_cf
 from ansible_collections.mailops.postfix.plugins.module_utils._postfix import edit_main_cf
 
@@ -62,6 +66,68 @@ class _Part(object):
     def entries(self):
         given = self.spec.get("secret_entries")
         return given if given is not None else (self.spec.get("entries") or {})
+
+
+class _ClientPart(object):
+    """A table of a database: its client file (pgsql_table(5), mysql_table(5), ldap_table(5),
+    sqlite_table(5)), written whole with the lookup_client engine."""
+
+    kind = "client"
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.path = spec["path"]
+        self.absent = spec.get("state") == "absent"
+        mode = parse_mode(spec.get("mode"), self.path)
+        self.mode = _lookupclient.DEFAULT_MODE if mode is None else mode
+
+    def edit(self, check_mode, backup=False, lock_timeout=None):
+        spec = self.spec
+        if spec.get("entries") or spec.get("secret_entries"):
+            raise PostfixError("%s: a %s table's entries are in its database; give its client parameters"
+                               " (params, secret_params)" % (self.path, spec["type"]))
+        res = _lookupclient.edit(self.path, spec["type"], params=spec.get("params") or {},
+                                 secret_params=spec.get("secret_params") or {}, exclusive=True,
+                                 backup=backup, check_mode=check_mode, mode=self.mode, lock_timeout=lock_timeout)
+        # proxymap(8) and every daemon that opened the table keep the old client settings until
+        # they restart: a changed client file is applied by a reload.
+        out = dict(path=self.path, type=spec["type"], changed=res["changed"], changed_params=res["changed_params"],
+                   attributes_changed=res["attributes_changed"], reload_required=res["changed"])
+        if res.get("backup_file"):
+            out["backup_file"] = res["backup_file"]
+        diff = None
+        if res["changed"]:
+            diff = dict(before=res["before"], after=res["after"], before_header=self.path,
+                        after_header=self.path + (" (created)" if res["created"] else ""))
+        return out, diff, res["warnings"]
+
+
+def _proxy_allowed(config):
+    """The tables proxymap(8) may open for reading: the proxy:-prefixed entries of the expanded
+    proxy_read_maps, prefix removed (proxymap.c post_jail_init ignores the others)."""
+    allowed = set()
+    for name in _maincf.split_list(config.value("proxy_read_maps")):
+        if name.startswith("proxy:"):
+            while name.startswith("proxy:"):
+                name = name[len("proxy:"):]
+            allowed.add(name)
+    return allowed
+
+
+def _proxy_read_maps(config, wanted):
+    """The proxy_read_maps value that also allows the ``wanted`` tables (TYPE:NAME, with or
+    without proxy:), or None when the current one already does."""
+    bare = []
+    for name in wanted:
+        while name.startswith("proxy:"):
+            name = name[len("proxy:"):]
+        if name not in bare:
+            bare.append(name)
+    missing = [name for name in bare if name not in _proxy_allowed(config)]
+    if not missing:
+        return None
+    current = config.raw("proxy_read_maps") or ""
+    return " ".join([current.strip()] + ["proxy:" + name for name in missing]).strip()
 
 
 def _mode_change(path, mode):
@@ -135,7 +201,8 @@ def _apply_part(part, backup, check_mode, lock_timeout):
 
 def _remove_table(part, check_mode):
     """Source and index of a table declared absent; returns the paths removed (or that would be)."""
-    gone = [p for p in (part.path, part.table.index if part.table.indexed else None) if p and os.path.lexists(p)]
+    index = part.table.index if part.kind != "client" and part.table.indexed else None
+    gone = [p for p in (part.path, index) if p and os.path.lexists(p)]
     if not check_mode:
         for path in gone:
             _atomic.remove(path)
@@ -143,11 +210,13 @@ def _remove_table(part, check_mode):
 
 
 def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), services=(), backup=False,
-          check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT):
+          check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT, proxy_read=()):
     """Bring ``tables`` (dicts as the config module's options), ``aliases``, main.cf
     (``params`` set, ``params_absent`` removed) and master.cf (``services``) to the declared
-    state. Returns the module result: one entry per part, ``reload_required`` when main.cf,
-    master.cf or a table without an index changed (or a table was removed), and one diff list."""
+    state; ``proxy_read`` tables (TYPE:NAME) are added to proxy_read_maps unless it allows them
+    already. Returns the module result: one entry per part, ``reload_required`` when main.cf,
+    master.cf, a client file or a table without an index changed (or a table was removed),
+    and one diff list."""
     params = dict(params or {})
     params_absent = list(params_absent or [])
     both = sorted(set(params) & set(params_absent))
@@ -164,7 +233,16 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
     maincf.set_many(params)
     maincf.remove_many(params_absent)
     config = _maincf.Config(maincf, config.defaults)
-    parts = [_Part(t, TABLE, config_dir, config) for t in tables]
+    if proxy_read:
+        if "proxy_read_maps" in params_absent:
+            raise PostfixError("proxy_read_maps is removed, yet tables are to be read through proxymap")
+        value = _proxy_read_maps(config, proxy_read)
+        if value is not None:
+            params["proxy_read_maps"] = value
+            maincf.set_many({"proxy_read_maps": value})
+            config = _maincf.Config(maincf, config.defaults)
+    clients = [_ClientPart(t) for t in tables if t.get("type") in _lookupclient.TYPES]
+    parts = [_Part(t, TABLE, config_dir, config) for t in tables if t.get("type") not in _lookupclient.TYPES]
     if aliases:
         parts.append(_Part(aliases, ALIASES, config_dir, config))
     present = [p for p in parts if not p.absent]
@@ -176,6 +254,9 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
             locks.enter_context(part.table.source_lock(check_mode, lock_timeout))
         for part in present:
             _plan_part(part, check_mode)
+        for client in clients:
+            if not client.absent:
+                client.edit(check_mode=True)
         # main.cf and master.cf are judged now on the files as they are (their edits are
         # applied after the tables; edit_main_cf and edit_master_cf read them again then).
         main_plans = [(state, names) for state, names in (("present", params), ("absent", params_absent)) if names]
@@ -194,6 +275,14 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
             else:
                 result["tables"].append(part_result)
             result["reload_required"] |= bool(part_result.get("reload_required"))
+        for client in clients:
+            if not client.absent:
+                client_result, diff, warnings = client.edit(check_mode, backup=backup, lock_timeout=lock_timeout)
+                result["tables"].append(client_result)
+                result.setdefault("warnings", []).extend(warnings)
+                result["reload_required"] |= client_result["reload_required"]
+                if diff:
+                    diffs.append(diff)
         main_cf = dict(changed=False, changed_params=[], removed_params=[], restart_params=[])
         for state, names in main_plans:
             res = edit_main_cf(config_dir, names, state=state, backup=backup, check_mode=check_mode,
@@ -216,7 +305,7 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
                 diffs.append(dict(before=res["before"], after=res["after"], before_header=res["path"],
                                   after_header=res["path"]))
         result["master_cf"] = master_cf
-    for part in parts:
+    for part in parts + clients:
         if part.absent:
             gone = _remove_table(part, check_mode)
             result["removed_files"] += gone

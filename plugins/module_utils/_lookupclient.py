@@ -89,7 +89,8 @@ def check_name(table_type, name):
     raise PostfixError("unknown %s_table(5) parameter %r%s" % (table_type, name, hint))
 
 
-def _value(name, value):
+def check_value(name, value):
+    """A value as the client file holds it; newline, carriage return and NUL refused."""
     # normalize_value refuses newline, carriage return and NUL: a value is one logical line.
     if isinstance(value, dict):
         raise PostfixError("parameter %s: a dictionary is not a value" % name)
@@ -175,8 +176,9 @@ def file_warnings(maincf, table_type, hidden=()):
 
 
 def edit(path, table_type, params=None, secret_params=None, state="present", backup=False,
-         check_mode=False, mode=DEFAULT_MODE, group="postfix", lock_timeout=None):
-    """Set (``state=present``) or remove (``absent``) parameters of a client file.
+         check_mode=False, mode=DEFAULT_MODE, group="postfix", lock_timeout=None, exclusive=False):
+    """Set (``state=present``) or remove (``absent``) parameters of a client file;
+    ``exclusive`` (with present) also removes every parameter not given.
 
     ``params`` are logged by Ansible; ``secret_params`` are not, and their values - and those
     of the client's credentials (SECRET) - never appear in the result: the diff shows them
@@ -207,7 +209,7 @@ def edit(path, table_type, params=None, secret_params=None, state="present", bac
         wanted = dict(params)
         wanted.update(secret_params)
         for name, value in wanted.items():
-            _value(name, value)
+            check_value(name, value)
         if not wanted:
             raise PostfixError("params and secret_params are empty")
     elif state == "absent":
@@ -238,6 +240,8 @@ def edit(path, table_type, params=None, secret_params=None, state="present", bac
         before_text = masked(maincf, hidden) if exists else ""
         if state == "present":
             changed = maincf.set_many(wanted)
+            if exclusive:
+                changed += maincf.remove_many(sorted(n for n in maincf.params() if n not in wanted))
         else:
             changed = maincf.remove_many(names)
         return maincf, exists, before_text, changed

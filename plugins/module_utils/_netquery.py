@@ -114,6 +114,16 @@ class NetworkTable(object):
             raise PostfixError("%s: a proxy: table needs a running Postfix (proxymap(8)); %s does not exist"
                                % (self.spec, socket_path))
 
+    def _direct_reason(self, key):
+        """Through proxymap(8) a failed lookup says only "query error" (the reason is in the
+        mail log): ask the table once without proxy: for the client library's own words."""
+        direct = NetworkTable("%s:%s" % (self.type, self.name), self.config_dir, min(self.timeout, 30))
+        try:
+            direct.query([key])
+        except PostfixError as e:
+            return "; asked without proxy: (the reason proxymap(8) logs): %s" % str(e).split(": postmap -q failed: ", 1)[-1]
+        return "; asked without proxy: the table answers (proxymap(8) itself fails: see the mail log)"
+
     def query(self, keys):
         """{key: value or None} for ``keys``, asked with one ``postmap -q - TABLE``.
 
@@ -155,6 +165,8 @@ class NetworkTable(object):
             # pgsql server HOST: ... password authentication failed").
             text = "; ".join(line.strip() for line in err.splitlines() if line.strip()) \
                 or "exit status %d" % proc.returncode
+            if self.proxy:
+                text += self._direct_reason(keys[0])
             raise PostfixError(self.redact("%s: postmap -q failed: %s" % (self.spec, text), hidden))
         self.warnings = [self.redact(line, hidden) for line in err.splitlines() if line.strip()]
         # Found keys come back in input order, each as given: match them in order (a value

@@ -84,8 +84,10 @@ _CLASS_OF_PARAM = {
 # Table types whose keys are patterns: mail_addr_find and transport_lookup give them the
 # full address only (DICT_FLAG_FIXED lookups skip them; virtual(5), transport(5)).
 PATTERN_TYPES = ("regexp", "pcre")
-# Tables read from a source file by postmap -q (not indexed, cannot be staged).
+# Tables read from a source file by postmap -q (not indexed, cannot be staged), and those
+# whose name is a client file (the data in a database, pgsql_table(5) ...).
 FILE_TYPES = ("regexp", "pcre", "cidr", "texthash")
+CLIENT_TYPES = ("pgsql", "mysql", "ldap", "sqlite")
 # cleanup_map11.c MAX_RECURSION.
 CANONICAL_RECURSION = 10
 # local/alias.c: "if (state.level > 100) ... alias database loop for %s".
@@ -260,8 +262,9 @@ class _Tables(object):
 
     def _host_query(self, ref, key):
         _inner, typ, name = self._unproxied(ref)
-        if self.staging and typ in FILE_TYPES and name.startswith("/") and not os.path.exists(name):
-            # A table the change will create but that cannot be staged: empty for now.
+        if self.staging and typ in FILE_TYPES + CLIENT_TYPES and name.startswith("/") and not os.path.exists(name):
+            # A table the change will create but that cannot be staged (a database's client file
+            # not written yet, too): empty for now.
             if ref not in self.absent:
                 self.absent.append(ref)
             return None

@@ -27,7 +27,12 @@ description:
     exists (a new C(smtpd) process reads main.cf when it starts, reload or not). Last, the
     source and index of tables declared O(tables[].state=absent) are removed, after main.cf no
     longer names them.
-  - Does not reload Postfix. RV(reload_required) says when main.cf, master.cf or a table
+  - >-
+    A table of a database (O(tables[].type) V(pgsql), V(mysql), V(ldap), V(sqlite)) is its
+    client file, written as M(mailops.postfix.lookup_client) writes it from
+    O(tables[].params) and O(tables[].secret_params), whole (a parameter not given is removed),
+    0640 root:postfix unless O(tables[].mode) says otherwise; its data is never touched.
+  - Does not reload Postfix. RV(reload_required) says when main.cf, master.cf, a client file or a table
     without an index changed (daemons read those when they start); a changed indexed table
     needs no reload (the daemons notice the new index). RV(restart_required) names main.cf
     changes that need C(postfix stop; postfix start) (C(inet_interfaces), C(inet_protocols)).
@@ -36,7 +41,7 @@ options:
     description:
       - Lookup table sources, each as M(mailops.postfix.lookup_table) takes it (with
         O(tables[].state=present) and, unlike that module, always the whole declared state of
-        the entries given).
+        the entries given), or the client files of database tables.
     type: list
     elements: dict
     default: []
@@ -49,8 +54,9 @@ options:
         description:
           - The table type, as for M(mailops.postfix.lookup_table) (default the type main.cf uses
             for O(tables[].path), else C(default_database_type)).
+          - V(pgsql), V(mysql), V(ldap) and V(sqlite) make O(tables[].path) the table's client file.
         type: str
-        choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
+        choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash, pgsql, mysql, ldap, sqlite]
       entries:
         description: Keys and their values (a list value is rendered C(a, b)).
         type: dict
@@ -60,6 +66,17 @@ options:
           - The same as O(tables[].entries) for a table holding passwords; never logged, the
             diff shows keys only, source and index kept 0600 (see M(mailops.postfix.lookup_table)'s
             C(secret)).
+        type: dict
+      params:
+        description:
+          - For a database table, the client file's parameters (pgsql_table(5), mysql_table(5),
+            ldap_table(5), sqlite_table(5)), as M(mailops.postfix.lookup_client) takes them: known
+            names only, no credentials.
+        type: dict
+      secret_params:
+        description:
+          - For a database table, its credentials (C(password), C(bind_pw)); never logged, shown
+            as C(<hidden>) in diffs.
         type: dict
       exclusive:
         description: Remove every entry not given.
@@ -132,6 +149,16 @@ options:
     type: list
     elements: dict
     default: []
+  proxy_read_maps:
+    description:
+      - Tables (C(TYPE:NAME), with or without C(proxy:)) that proxymap(8) must be allowed to
+        open. C(proxy_read_maps) is left alone when its expanded value (as this run leaves
+        main.cf) already lists each of them with the C(proxy:) prefix, as proxymap reads it (the
+        default names C($virtual_alias_maps) and most C(*_maps)); otherwise the missing ones are
+        appended to its current value.
+    type: list
+    elements: str
+    default: []
   backup:
     description:
       - Keep a timestamped copy of each file before changing it.
@@ -186,6 +213,23 @@ EXAMPLES = r"""
       alias_database: lmdb:/etc/aliases
   register: postfix_config
 
+- name: Aliases in PostgreSQL, read through proxymap
+  mailops.postfix.config:
+    tables:
+      - path: /etc/postfix/pgsql-virtual.cf
+        type: pgsql
+        params:
+          hosts: db.example.tld
+          user: postfix
+          dbname: mail
+          query: SELECT goto FROM alias WHERE address = '%s' AND active
+        secret_params:
+          password: "{{ vault_postfix_db_password }}"
+    params:
+      virtual_alias_maps: proxy:pgsql:/etc/postfix/pgsql-virtual.cf
+    proxy_read_maps: [pgsql:/etc/postfix/pgsql-virtual.cf]
+  register: postfix_config
+
 - name: Reload Postfix when main.cf, master.cf or a pattern table changed
   mailops.postfix.reload:
   when: postfix_config.reload_required
@@ -194,9 +238,10 @@ EXAMPLES = r"""
 RETURN = r"""
 tables:
   description:
-    - One result per present table, in the order given, as M(mailops.postfix.lookup_table)
-      returns it (without the diff) plus C(path), C(mode_changed) (paths whose mode was set)
-      and C(created) (an empty source was made).
+    - One result per present table, in the order given (database tables' client files last), as
+      M(mailops.postfix.lookup_table) returns it (without the diff) plus C(path), C(mode_changed)
+      (paths whose mode was set) and C(created) (an empty source was made); for a client file
+      C(path), C(type), C(changed), C(changed_params), C(attributes_changed) and C(reload_required).
   returned: always
   type: list
   elements: dict
@@ -223,7 +268,7 @@ removed_files:
   elements: str
 reload_required:
   description:
-    - main.cf or master.cf changed, a table without an index changed, or a table was removed;
+    - main.cf, master.cf or a client file changed, a table without an index changed, or a table was removed;
       C(postfix reload) makes the daemons see it.
   returned: always
   type: bool
@@ -240,6 +285,7 @@ from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEF
 from ansible_collections.mailops.postfix.plugins.module_utils._configuration import apply
 from ansible_collections.mailops.postfix.plugins.module_utils._entries_module import INDEXED_CHOICES
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._lookupclient import TYPES as CLIENT_TYPES
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES
 from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import SERVICE_OPTIONS
 
@@ -262,8 +308,11 @@ def main():
             config_dir=dict(type="path", default="/etc/postfix"),
             tables=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
-                type=dict(type="str", choices=INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES)),
+                type=dict(type="str", choices=INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES) + list(CLIENT_TYPES)),
                 entries=dict(type="dict", default={}),
+                params=dict(type="dict"),
+                # password, bind_pw: never logged, <hidden> in diffs.
+                secret_params=dict(type="dict", no_log=True),
                 # Passwords (smtp_sasl_password_maps): never logged, never in a diff.
                 secret_entries=dict(type="dict", no_log=True),
                 exclusive=dict(type="bool", default=False),
@@ -282,6 +331,7 @@ def main():
             params=dict(type="dict", default={}),
             params_absent=dict(type="list", elements="str", default=[]),
             services=dict(type="list", elements="dict", default=[]),
+            proxy_read_maps=dict(type="list", elements="str", default=[]),
             backup=dict(type="bool", default=False),
             lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
         ),
@@ -291,13 +341,15 @@ def main():
     try:
         result = apply(p["config_dir"], tables=p["tables"], aliases=p["aliases"], params=p["params"],
                        params_absent=p["params_absent"], services=checked_services(module, p["services"]),
-                       backup=p["backup"],
+                       backup=p["backup"], proxy_read=p["proxy_read_maps"],
                        check_mode=module.check_mode, lock_timeout=p["lock_timeout"])
     except PostfixError as e:
         module.fail_json(msg=str(e))
     for part in result["tables"] + ([result["aliases"]] if "aliases" in result else []):
         for warning in part.pop("source_warnings", []):
             module.warn(warning)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

@@ -33,7 +33,7 @@ def test_filters_are_registered():
         "server_domains", "server_virtual_entries", "server_alias_entries", "server_problems", "server_inventory",
         "server_mailbox_domains", "server_mailbox_entries", "server_mailbox_virtual_entries",
         "server_maps", "server_map_params", "server_map_type_problems", "server_master_services",
-        "server_config_tables"}
+        "server_config_tables", "server_proxy_read", "server_joined_refs"}
 
 
 # Layering

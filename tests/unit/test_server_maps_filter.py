@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.mailops.postfix.plugins.filter.server_inventory import (
-    FilterModule, server_config_tables, server_map_params, server_map_type_problems, server_maps,
-    server_master_services, server_problems)
+    FilterModule, server_config_tables, server_joined_refs, server_map_params, server_map_type_problems, server_maps,
+    server_master_services, server_problems, server_proxy_read)
 
 FLEET = "postfix_server_maps"
 HOST = "postfix_server_maps_host"
@@ -56,11 +56,70 @@ def test_maps_resolve_defaults():
         "name": "transport", "where": "postfix_server_maps.transport", "path": "/etc/pf/transport",
         "type": "lmdb", "reference": "lmdb:/etc/pf/transport", "index": "/etc/pf/transport.lmdb",
         "entries": {"example.net": "smtp:[mx.example.net]"}, "parameter": None, "exclusive": True,
-        "secret": False, "mode": None, "state": "present"}
+        "secret": False, "mode": None, "state": "present", "network": False}
     assert got["sasl_passwd"]["secret"] is True and got["sasl_passwd"]["index"] == "/etc/pf/sasl_passwd.lmdb"
     assert got["header_checks"]["type"] == "regexp" and got["header_checks"]["index"] is None
     assert got["header_checks"]["parameter"] == "header_checks" and got["header_checks"]["secret"] is False
     assert server_maps(None) == server_maps({}, None) == {}
+
+
+def test_database_maps_resolve_merge_per_parameter_and_join_the_role_parameters():
+    fleet = {"virtual-sql": {"type": "pgsql", "parameter": "virtual_alias_maps",
+                             "client": {"hosts": "db1", "user": "postfix", "dbname": "mail", "query": "q"},
+                             "client_secret": {"password": "pw"}, "expect": {"Info@Example.TLD": "a@b"}},
+             "mailboxes": {"type": "ldap", "parameter": "virtual_mailbox_maps", "proxy": "no",
+                           "client": {"server_host": "ldap://l", "search_base": "dc=x"}},
+             "transport": {"parameter": "transport_maps"}}
+    host = {"virtual-sql": {"client": {"hosts": "db2", "dbname": None}, "expect": {"info@example.tld": "c@d"}}}
+    got = server_maps(fleet, host, config_dir="/etc/pf", table_type="lmdb")
+    sql = got["virtual-sql"]
+    assert (sql["path"], sql["reference"], sql["index"], sql["proxy"], sql["network"]) == (
+        "/etc/pf/virtual-sql.cf", "proxy:pgsql:/etc/pf/virtual-sql.cf", None, True, True)
+    # Client parameters merged per name (a null host value drops the fleet's), expect keys folded.
+    assert sql["client"] == {"hosts": "db2", "user": "postfix", "query": "q"}
+    assert sql["client_secret"] == {"password": "pw"} and sql["expect"] == {"info@example.tld": "c@d"}
+    assert got["mailboxes"]["reference"] == "ldap:/etc/pf/mailboxes.cf"
+    assert server_config_tables(got)[0] == {
+        "path": "/etc/pf/mailboxes.cf", "type": "ldap", "state": "present", "mode": None,
+        "params": {"server_host": "ldap://l", "search_base": "dc=x"}, "secret_params": {}}
+    assert server_proxy_read(got) == ["proxy:pgsql:/etc/pf/virtual-sql.cf"]
+    assert server_joined_refs(got) == {"virtual_alias_maps": ["proxy:pgsql:/etc/pf/virtual-sql.cf"],
+                                       "virtual_mailbox_maps": ["ldap:/etc/pf/mailboxes.cf"]}
+    # The role's parameters are not among the maps' own (the role joins them).
+    assert server_map_params(got) == {"transport_maps": "lmdb:/etc/pf/transport"}
+
+
+def test_database_map_problems():
+    assert problems(maps={
+        "sql": {"type": "pgsql", "client": {"hosts": "db", "dbnmae": "m", "password": "x", "query": "a\nb"},
+                "client_secret": {"bind_pw": "y"}, "entries": {"a": "b"}, "proxy": "maybe", "exclusive": True,
+                "mode": "0604", "expect": {"two words": "v"}},
+        "empty": {"type": "mysql"},
+        "mbox": {"type": "ldap", "parameter": "virtual_mailbox_maps", "client": {"server_host": "ldap://l"}},
+        "file": {"parameter": "transport_maps", "client": {"hosts": "db"}, "expect": {}}}) == [
+        "postfix_server_maps.sql.entries: a pgsql map's data is in its database, which the role does not write"
+        " (mailops.postfix.sql_entries does); list keys the verify step checks in expect",
+        "postfix_server_maps.sql: unknown key exclusive for a pgsql map (known: path, type, parameter, client,"
+        " client_secret, proxy, expect, mode, state)",
+        "postfix_server_maps.sql.client: unknown pgsql_table(5) parameter 'dbnmae'; did you mean dbname?",
+        "postfix_server_maps.sql.client.password: a credential; give it in client_secret (never logged,"
+        " hidden in diffs)",
+        "postfix_server_maps.sql.client: parameter query: value contains a newline; a client file value is one"
+        " logical line",
+        "postfix_server_maps.sql.client_secret: unknown pgsql_table(5) parameter 'bind_pw'; it is a parameter"
+        " of ldap tables",
+        "postfix_server_maps.sql.proxy: maybe is not a boolean",
+        "postfix_server_maps.sql.expect: two words contains white space or starts with #; a pgsql key is one"
+        " word (postmap(1))",
+        "postfix_server_maps.file: client is an option of a database map (pgsql, mysql, ldap, sqlite); this map"
+        " is a hash file",
+        "postfix_server_maps.file: expect is an option of a database map (pgsql, mysql, ldap, sqlite); this map"
+        " is a hash file",
+        "postfix_server_maps.empty.client: the mysql client file's parameters are missing (mysql_table(5))",
+        "postfix_server_maps.mbox.parameter: virtual_mailbox_maps is set only while a virtual mailbox domain is"
+        " declared (postfix_server_virtual_mailbox_domains)",
+        "postfix_server_maps.sql.mode: 0604 lets every local user read the client file (its credentials);"
+        " client files are 0640 root:postfix"]
 
 
 def test_lmtp_password_maps_are_secret_too_and_secret_false_wins():
@@ -157,7 +216,7 @@ def test_unknown_keys_types_states_booleans_modes_and_entries():
                           "u": {"mode": "rw-r-----"}}) == [
         "postfix_server_maps.t: unknown key typ (known: %s)" % KNOWN,
         "postfix_server_maps.t.type: btree is not a table type the role writes"
-        " (hash, cdb, lmdb, regexp, pcre, cidr, texthash)",
+        " (hash, cdb, lmdb, regexp, pcre, cidr, texthash, pgsql, mysql, ldap, sqlite)",
         "postfix_server_maps.t.state: gone is not present or absent",
         "postfix_server_maps.t.exclusive: maybe is not a boolean",
         "postfix_server_maps.t.secret: 2 is not a boolean",
@@ -235,14 +294,14 @@ def test_paths_outside_the_config_dir_or_shared():
 def test_parameters_unknown_owned_by_the_role_or_also_in_main_cf():
     assert problems(main_cf={"transport_maps": "hash:/etc/postfix/transport"},
                     main_cf_host={"header_checks": "regexp:/etc/postfix/hc"},
-                    maps={"a": {"parameter": "transport_map"}, "b": {"parameter": "virtual_alias_maps"},
+                    maps={"a": {"parameter": "transport_map"}, "b": {"parameter": "virtual_alias_domains"},
                           "c": {"parameter": "smtpd_recipient_restrictions"},
                           "t": {"parameter": "transport_maps"}, "hc": {"type": "regexp", "parameter": "header_checks"}}
                     ) == [
         "postfix_server_maps.a.parameter: transport_map is not a main.cf parameter that takes lookup tables"
         " (a *_maps or *_checks parameter of postconf(5)); did you mean transport_maps?; for an access map in"
         " smtpd_*_restrictions leave parameter out and name the map in postfix_server_main_cf",
-        "postfix_server_maps.b.parameter: virtual_alias_maps is set by the role (from"
+        "postfix_server_maps.b.parameter: virtual_alias_domains is set by the role (from"
         " postfix_server_virtual_alias_domains and postfix_server_table_type); choose another parameter",
         "postfix_server_maps.c.parameter: smtpd_recipient_restrictions is not a main.cf parameter that takes"
         " lookup tables (a *_maps or *_checks parameter of postconf(5)); for an access map in"
