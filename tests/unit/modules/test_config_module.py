@@ -173,3 +173,36 @@ def test_tables_compiled_with_the_main_cf_this_run_writes(conf):
     dump = subprocess.run(["postalias", "-c", conf, "-s", "lmdb:%s/aliases" % conf], capture_output=True,
                           text=True, check=True).stdout
     assert "YP_MASTER_NAME:\tnew-name.example.tld" in dump.splitlines(), dump
+
+
+def test_client_files_written_whole_proxy_read_maps_only_when_needed(conf):
+    """A database table's client file (lookup_client's engine, whole: a parameter not given is
+    removed), check mode writing nothing, proxy_read_maps left alone while its default allows the
+    table (proxy:-prefixed entries of the expanded value, proxymap.c) and extended otherwise."""
+    client = conf + "/virtual-sql.cf"
+    reference = "proxy:pgsql:" + client
+    table = dict(path=client, type="pgsql", params={"hosts": "db.test", "user": "postfix", "dbname": "mail",
+                                                    "query": "SELECT goto FROM alias WHERE address = '%s'"},
+                 secret_params={"password": "Sql-Pw-9d1e"})
+    a = dict(config_dir=conf, tables=[table], params={"virtual_alias_maps": reference},
+             proxy_read_maps=[reference])
+    before = files(conf)
+    res = run_module("config", a, check_mode=True)
+    assert res["changed"] and res["reload_required"] and files(conf) == before
+    res = run_module("config", a)
+    assert res["changed"] and res["tables"][0]["changed_params"] == ["dbname", "hosts", "password", "query", "user"]
+    assert "Sql-Pw-9d1e" not in str(res) and "password = <hidden, changed>" in res["diff"][0]["after"]
+    # $virtual_alias_maps is in the default proxy_read_maps: nothing added.
+    assert "proxy_read_maps" not in postconf(conf, "-n")
+    assert stat.S_IMODE(os.stat(client).st_mode) == 0o640
+    assert run_module("config", a)["changed"] is False
+
+    # Whole: a parameter no longer given is removed; a narrow proxy_read_maps is extended.
+    with open(client, "a") as f:
+        f.write("expansion_limit = 3\n")
+    a["params"]["proxy_read_maps"] = "$local_recipient_maps"
+    res = run_module("config", a)
+    assert res["tables"][0]["changed_params"] == ["expansion_limit"]
+    assert "expansion_limit" not in open(client).read()
+    assert postconf(conf, "-h", "proxy_read_maps").strip() == "$local_recipient_maps " + reference
+    assert run_module("config", a)["changed"] is False
