@@ -70,8 +70,8 @@ options:
       params:
         description:
           - For a database table, the client file's parameters (pgsql_table(5), mysql_table(5),
-            ldap_table(5), sqlite_table(5)), as M(mailops.postfix.lookup_client) takes them: known
-            names only, no credentials.
+            ldap_table(5), sqlite_table(5)), as M(mailops.postfix.lookup_client) takes them (known
+            names only, no credentials).
         type: dict
       secret_params:
         description:
