@@ -84,6 +84,11 @@ def test_rollout_previews_route_changes_and_stops_on_rejected_routes(postfix_ins
     assert _query(pf, "support@va.test") == "nobody@localhost, rcpt@hop.test"
     # The applied check ran on the written configuration (post_tasks) and passed.
     assert out.count("TASK [mailops.postfix.server : %s]" % ROUTE_TASK) == 2, out
+    # The preview, the role and the check share one resolved inventory and one read of the
+    # Postfix facts per host (__postfix_server_facts_reuse in the playbook).
+    for once in ("Resolve the inventory (domains, mailboxes, aliases, targets, main.cf)",
+                 "Read the Postfix facts (default table type, table types, system, service)"):
+        assert out.count("TASK [mailops.postfix.server : %s]" % once) == 1, out
     # Real Postfix routes as the preview said.
     pf.start()
     live = run_module("route", dict(config_dir=str(conf), addresses=["support@va.test", "info@va.test"],
