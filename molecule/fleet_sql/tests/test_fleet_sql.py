@@ -158,7 +158,8 @@ def test_one_sql_entries_call_reroutes_every_mx_at_once():
 def test_alias_rollout_verifies_the_network_table(tmp_path):
     before = {h: config_snapshot(h) for h in HOSTS}
     expect = {"info@example.tld": "alice@localhost", CHANGED_KEY: NEW_TARGET}
-    rc, out = playbook("alias_rollout", "-e", maps_with_expect(tmp_path, expect))
+    # All three in one batch (batches and stopping are the rollout scenario's subject).
+    rc, out = playbook("alias_rollout", "-e", "batch=3", "-e", maps_with_expect(tmp_path, expect))
     assert rc == 0, out
     # Every host went through its batch; only expect changed, which is never written anywhere.
     for h in HOSTS:
