@@ -49,7 +49,11 @@ description:
     O(compare) answers "does the network table give the same results as my local file?": every
     key of the local table O(path) is asked from the other table with one C(postmap -q -) run,
     and RV(differences) lists each key whose value differs or is missing there.
-  - With O(query), O(dump) or O(compare) nothing is written.
+  - >-
+    O(expect) checks several tables in one run (what the M(mailops.postfix.server) role's verify
+    step does after a change): each key of each table is looked up as with O(query) and
+    RV(mismatches) names every key that is missing or answers another value.
+  - With O(query), O(dump), O(compare) or O(expect) nothing is written.
 options:
   path:
     description:
@@ -107,9 +111,42 @@ options:
       - Return every record of the index, like C(postmap -s). Nothing is compiled.
     type: bool
     default: false
+  expect:
+    description:
+      - Tables and the values their keys must answer, checked in one run; returns RV(mismatches)
+        and RV(checked), never fails because of a mismatch. Not with the other options but
+        O(config_dir) and O(timeout).
+      - A key is looked up as O(query) does it (folded as C(postmap -q) folds it).
+    type: list
+    elements: dict
+    suboptions:
+      label:
+        description: How messages name the table (default its C(TYPE:PATH) or O(expect[].table)).
+        type: str
+      path:
+        description: A local table's source, as O(path). One of O(expect[].path) and O(expect[].table).
+        type: path
+      type:
+        description: The local table's type, as O(type).
+        type: str
+        choices: [hash, cdb, lmdb, regexp, pcre, cidr, texthash]
+      table:
+        description:
+          - A table as main.cf names it, as O(table) (network tables, C(proxy:)).
+          - Without entries it is asked one key that cannot exist, so that a server that cannot be
+            reached, refused credentials or a broken query fail the task.
+        type: str
+      entries:
+        description: Key -> the value it must answer (a list is compared as C(a, b)).
+        type: dict
+        default: {}
+      secret_entries:
+        description:
+          - The same for a table holding passwords; never logged, and a mismatch names the key only.
+        type: dict
   timeout:
     description:
-      - Seconds to wait for the host's C(postmap -q) with O(table) or O(compare); the task fails
+      - Seconds to wait for the host's C(postmap -q) with O(table), O(compare) or O(expect); the task fails
         when it does not answer by then (a C(proxy:) table whose proxymap(8) keeps failing;
         C(postmap) retries for ever, the reason is in the mail log).
     type: float
@@ -251,6 +288,21 @@ compared:
   returned: when O(compare) is given
   type: int
   sample: 1200
+mismatches:
+  description:
+    - With O(expect), one message per key that is missing (C(LABEL: KEY has no entry (expected
+      VALUE))) or answers another value (C(LABEL: KEY resolves to GOT (expected VALUE))); a secret
+      table's message names the key only.
+  returned: when O(expect) is given
+  type: list
+  elements: str
+  sample: ["/etc/postfix/virtual: sales@example.tld resolves to bob@example.tld (expected carol@example.tld)"]
+checked:
+  description: With O(expect), each table's label, reference and number of keys looked up.
+  returned: when O(expect) is given
+  type: list
+  elements: dict
+  sample: [{"label": "/etc/postfix/virtual", "reference": "lmdb:/etc/postfix/virtual", "keys": 10000}]
 records:
   description: Every key and value of the index.
   returned: when O(dump=true)
@@ -279,17 +331,31 @@ def main():
             query=dict(type="list", elements="str"),
             dump=dict(type="bool", default=False),
             timeout=dict(type="float", default=120.0),
+            expect=dict(type="list", elements="dict", options=dict(
+                label=dict(type="str"),
+                path=dict(type="path"),
+                type=dict(type="str", choices=["hash", "cdb", "lmdb"] + list(SOURCE_CHECKED_TYPES)),
+                table=dict(type="str"),
+                entries=dict(type="dict", default={}),
+                # Passwords (smtp_sasl_password_maps): never logged, never in a message.
+                secret_entries=dict(type="dict", no_log=True),
+            ), mutually_exclusive=[("path", "table"), ("table", "type"), ("entries", "secret_entries")],
+                required_one_of=[("path", "table")]),
         ),
         mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force"), ("path", "table"),
                             ("table", "type"), ("table", "dump"), ("table", "force"), ("table", "compare"),
-                            ("compare", "query"), ("compare", "dump"), ("compare", "force")],
-        required_one_of=[("path", "table")],
+                            ("compare", "query"), ("compare", "dump"), ("compare", "force"),
+                            ("expect", "path"), ("expect", "table"), ("expect", "type"), ("expect", "query"),
+                            ("expect", "dump"), ("expect", "force"), ("expect", "compare")],
+        required_one_of=[("path", "table", "expect")],
         required_by={"table": ("query",)},
         supports_check_mode=True,
     )
     p = module.params
     try:
-        if p["table"] is not None:
+        if p["expect"] is not None:
+            result, warnings = expectations(p)
+        elif p["table"] is not None:
             result, warnings = network_query(p)
         else:
             result, warnings = local_table(module, p)
@@ -306,6 +372,42 @@ def network_query(p):
     result = dict(changed=False, table=p["table"], type=("proxy:" if net.proxy else "") + net.type)
     result["lookups"] = net.query(p["query"])
     return result, list(net.warnings)
+
+
+# A key no table holds: asked from a network table that has no expected entries, so that a
+# lookup failure (server down, credentials refused, broken query) shows.
+PROBE_KEY = "mailops-postfix-probe@nonexistent.invalid"
+
+
+def expectations(p):
+    """O(expect): every key of every table looked up, one postmap run (or index read) per
+    table. Returns (result, warnings)."""
+    result = dict(changed=False, mismatches=[], checked=[])
+    warnings = []
+    for spec in p["expect"]:
+        secret = spec["secret_entries"] is not None
+        entries = spec["secret_entries"] if secret else spec["entries"]
+        keys = list(entries)
+        if spec["table"] is not None:
+            net = NetworkTable(spec["table"], p["config_dir"], p["timeout"])
+            answers = net.query(keys or [PROBE_KEY])
+            warnings += net.warnings
+            reference = spec["table"]
+        else:
+            table = Table.for_source(spec["path"], p["config_dir"], spec["type"])
+            answers = table.query(keys) if keys else {}
+            reference = "%s:%s" % (table.type, spec["path"])
+        label = spec["label"] or reference
+        for key, value in entries.items():
+            want = ", ".join("%s" % v for v in value) if isinstance(value, list) else "%s" % value
+            got = answers.get(key)
+            if got is None:
+                result["mismatches"].append("%s: %s has no entry%s" % (label, key, "" if secret else " (expected %s)" % want))
+            elif got != want:
+                result["mismatches"].append("%s: %s resolves to %s" % (
+                    label, key, "another value (secret map)" if secret else "%s (expected %s)" % (got, want)))
+        result["checked"].append(dict(label=label, reference=reference, keys=len(keys)))
+    return result, warnings
 
 
 def local_table(module, p):

@@ -194,7 +194,10 @@ def test_role_writes_maps_and_services_postfix_answers_and_nothing_changes_twice
     # without its value.
     rc, out, changed, tasks, _took = run_role(pf, inv, "-v", verify=True)
     assert rc == 0 and changed == 0, out
-    assert "4 lookup table(s) answer as declared" in out and PASSWORD not in out
+    assert ("9 key(s) answer as declared ({c}/virtual: 1, {c}/aliases: 1, postfix_server_maps.access ({c}/access): 2,"
+            " postfix_server_maps_host.canonical ({c}/canonical): 2, postfix_server_maps.sasl_passwd ({c}/sasl_passwd): 1,"
+            " postfix_server_maps.transport ({c}/transport): 2)".format(c=conf)) in out, out
+    assert PASSWORD not in out
     transport, sasl = (conf / "transport").read_text(), (conf / "sasl_passwd").read_text()
     (conf / "transport").write_text(transport.replace("smtp:[smarthost.test]:587", "smtp:[elsewhere.test]", 1))
     (conf / "sasl_passwd").write_text(sasl.replace(PASSWORD, "an0ther-pw"))

@@ -79,7 +79,8 @@ def test_pgsql_map_joins_virtual_alias_maps_through_proxymap(postgres_instance, 
     assert not os.path.exists(conf + "/virtual")
     st = os.stat(client_file)
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 0, grp.getgrnam("postfix").gr_gid)
-    assert "1 lookup table(s) answer as declared" in run.out, run.out
+    assert ("3 key(s) answer as declared (%s/aliases: 1, postfix_server_maps.virtual-sql (%s): 2)"
+            % (conf, reference)) in run.out, run.out
 
     # Real Postfix through proxymap: every row, the inactive one not; SMTP.
     settle(client_file)
