@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from postfix_instance import free_port
+from postfix_instance import MAILBOX_DOMAIN, free_port
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis", "misc")
@@ -198,3 +198,30 @@ def slapd_server(**kwargs):
     finally:
         instance.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# What the tests put in the directory and how Postfix reads it (test_ldap_tables.py, the
+# server role's test of ldap: maps).
+LDAP_DOMAIN = "ldap.test"
+
+
+def people_ldif(base):
+    """Two mail users: mailLocalAddress (misc.schema, inetLocalMailRecipient) lists the addresses
+    of the LDAP domain that reach them, mailRoutingAddress where their mail goes."""
+    return "".join(
+        "dn: uid={u},ou=aliases,{b}\n"
+        "objectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
+        "uid: {u}\ncn: {u}\nsn: {u}\n"
+        "mail: {u}@{d}\n{local}"
+        "mailRoutingAddress: {u}@{m}\n\n".format(
+            u=u, b=base, d=LDAP_DOMAIN, m=MAILBOX_DOMAIN,
+            local="".join("mailLocalAddress: %s@%s\n" % (a, LDAP_DOMAIN) for a in aliases))
+        for u, aliases in (("bob", ("info", "sales")), ("carol", ("sales",))))
+
+
+def ldap_params(ldap):
+    # ldap_table(5): version 3 (slapd refuses LDAPv2 binds unless "allow bind_v2"); %s is the
+    # whole address; every entry that matches adds its result_attribute values, joined by ",".
+    return {"server_host": ldap.url, "version": "3", "search_base": ldap.base,
+            "query_filter": "(&(objectClass=inetLocalMailRecipient)(|(mail=%s)(mailLocalAddress=%s)))",
+            "result_attribute": "mailRoutingAddress", "bind": "yes", "bind_dn": ldap.postfix_dn}

@@ -18,8 +18,8 @@ import pytest
 
 from module_runner import run_module
 from postfix_instance import MAILBOX_DOMAIN, private_instance
+from slapd_instance import LDAP_DOMAIN, ldap_params, people_ldif
 
-LDAP_DOMAIN = "ldap.test"
 
 
 def settle(path):
@@ -40,28 +40,6 @@ def submit(pf, rcpt, text):
     (sendmail takes the config dir as -C; -c is something else)."""
     subprocess.run(["sendmail", "-C", str(pf.config_dir), "-f", "tester@client.test", rcpt],
                    input=text, text=True, check=True, capture_output=True)
-
-
-def people_ldif(base):
-    """Two mail users: mailLocalAddress (misc.schema, inetLocalMailRecipient) lists the addresses
-    of the LDAP domain that reach them, mailRoutingAddress where their mail goes."""
-    return "".join(
-        "dn: uid={u},ou=aliases,{b}\n"
-        "objectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n"
-        "uid: {u}\ncn: {u}\nsn: {u}\n"
-        "mail: {u}@{d}\n{local}"
-        "mailRoutingAddress: {u}@{m}\n\n".format(
-            u=u, b=base, d=LDAP_DOMAIN, m=MAILBOX_DOMAIN,
-            local="".join("mailLocalAddress: %s@%s\n" % (a, LDAP_DOMAIN) for a in aliases))
-        for u, aliases in (("bob", ("info", "sales")), ("carol", ("sales",))))
-
-
-def ldap_params(ldap):
-    # ldap_table(5): version 3 (slapd refuses LDAPv2 binds unless "allow bind_v2"); %s is the
-    # whole address; every entry that matches adds its result_attribute values, joined by ",".
-    return {"server_host": ldap.url, "version": "3", "search_base": ldap.base,
-            "query_filter": "(&(objectClass=inetLocalMailRecipient)(|(mail=%s)(mailLocalAddress=%s)))",
-            "result_attribute": "mailRoutingAddress", "bind": "yes", "bind_dn": ldap.postfix_dn}
 
 
 def test_ldap_client_postmap_smtp_delivery_and_fault(slapd_instance, postfix_instance):

@@ -13,6 +13,7 @@ import stat
 
 from postfix_instance import MAILBOX_DOMAIN
 from role_runner import ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK, role_paths, run_playbooks
+from slapd_instance import LDAP_DOMAIN, ldap_params, people_ldif
 
 SQL_DOMAIN = "sql.test"
 FILE_DOMAIN = "file.test"
@@ -150,3 +151,33 @@ def test_bad_database_map_refused_before_any_change(postgres_instance, postfix_i
     assert "in-the-clear" not in run.out
     assert pf.main_cf.read_bytes() == before
     assert not os.path.exists(str(pf.config_dir) + "/virtual-sql.cf")
+
+
+def test_ldap_map_without_proxy(slapd_instance, postfix_instance):
+    """An ldap: map (ldap_table(5)) read directly (proxy: false): bind_pw kept out of every log,
+    the entries the directory holds answered by real Postfix and checked by verify."""
+    ldap, pf = slapd_instance, postfix_instance
+    ldap.ldapadd(people_ldif(ldap.base))
+    pf.write_main()
+    pf.start()
+    conf = str(pf.config_dir)
+    domain = LDAP_DOMAIN
+    expect = {"info@%s" % domain: "bob@%s" % MAILBOX_DOMAIN,
+              "sales@%s" % domain: "bob@%s,carol@%s" % (MAILBOX_DOMAIN, MAILBOX_DOMAIN)}
+    variables = dict(role_paths(pf), postfix_server_install=False,
+                     postfix_server_virtual_alias_domains=[{"domain": domain}],
+                     postfix_server_maps={"directory": {
+                         "type": "ldap", "parameter": "virtual_alias_maps", "proxy": False,
+                         "client": ldap_params(ldap),
+                         "client_secret": {"bind_pw": ldap.postfix_pw}, "expect": expect}})
+    run = run_playbooks(pf, variables, [ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK], "-v", "--diff")
+    assert run.rc == 0, run.out
+    assert ldap.postfix_pw not in run.out and "bind_pw = <hidden, changed>" in run.out
+    reference = "ldap:%s/directory.cf" % conf
+    assert pf.postconf("-h", "virtual_alias_maps").strip() == reference
+    assert "proxy_read_maps" not in pf.postconf("-n")
+    assert "postfix_server_maps.directory (%s): 2" % reference in run.out, run.out
+    settle(conf + "/directory.cf")
+    assert answers(pf, reference, list(expect)) == expect
+    assert pf.rcpt_code("sales@%s" % domain)[0] == 250
+    assert pf.rcpt_code("nobody@%s" % domain)[0] == 550
