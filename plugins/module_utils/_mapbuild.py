@@ -281,9 +281,9 @@ class Table(object):
 
     def query(self, keys):
         """postmap -q: the value of each key (folded as postmap folds queries), or None.
-        A table without an index is asked through the host's postmap -q."""
+        A table without an index is asked through the host's postmap -q, all keys at once."""
         if not self.indexed:
-            return dict((key, self._host_query(key)) for key in keys)
+            return self._host_query(list(keys))
         self._require_index()
         return dict((key, decode(self.lookup(fold_key(to_bytes(key, "key"), self.fold, self.smtputf8))))
                     for key in keys)
@@ -297,15 +297,18 @@ class Table(object):
                 return strip_nul(value)
         return None
 
-    def _host_query(self, key):
+    def _host_query(self, keys):
         if not os.path.exists(self.source):
             raise PostfixError("%s: no such file" % self.source)
-        argv = self._postmap() + ["-q", key, "%s:%s" % (self.type, self.source)]
-        rc, out, err = _postfix()._run(argv)
+        asked = [to_bytes(key, "key") for key in keys]
+        if any(not k or b"\n" in k or b"\r" in k or b"\t" in k for k in asked):
+            # postmap -q - reads one key a line and answers KEY<TAB>VALUE.
+            raise PostfixError("%s: an empty key or one with a line break or TAB cannot be queried" % self.source)
+        rc, found, err = _postfix().postmap_query(self._postmap(), "%s:%s" % (self.type, self.source), asked)
         fatal = [line for line in err.splitlines() if re.search(r": (fatal|panic): ", line)]
-        if fatal:
-            raise PostfixError("%s: postmap -q failed: %s" % (self.source, "; ".join(fatal)))
-        return out[:-1] if rc == 0 and out.endswith("\n") else (out if rc == 0 else None)
+        if fatal or rc not in (0, 1):
+            raise PostfixError("%s: postmap -q failed: %s" % (self.source, "; ".join(fatal) or "exit %d" % rc))
+        return dict((key, decode(found[raw]) if raw in found else None) for key, raw in zip(keys, asked))
 
     def dump(self):
         """postmap -s: every stored pair, NULs stripped."""

@@ -166,18 +166,12 @@ def host_query_all(config_dir, spec, keys):
     postmap = _postfix.which("postmap")
     if not postmap:
         raise PostfixError("postmap not found: the new indexes cannot be checked by the host's Postfix")
-    data = b"".join(k + b"\n" for k in keys)
     # -f: the keys are asked as stored (postalias's YP_* records are upper case; a folded
     # query would never find them).
-    rc, out, err = _run_bytes([postmap, "-c", config_dir, "-f", "-q", "-", spec], data)
-    bad = [ln for ln in err.decode("utf-8", "replace").splitlines() if re.search(r": (fatal|panic|warning): ", ln)]
+    rc, found, err = _postfix.postmap_query([postmap, "-c", config_dir, "-f"], spec, list(keys))
+    bad = [ln for ln in err.splitlines() if re.search(r": (fatal|panic|warning): ", ln)]
     if bad or rc not in (0, 1):
         raise PostfixError("%s: postmap -q - failed: %s" % (spec, "; ".join(bad) or "exit %d" % rc))
-    found = {}
-    for line in out.splitlines():
-        # postmap.c postmap_queries(): "key<TAB>value".
-        k, _t, v = line.partition(b"\t")
-        found[k] = v
     return found
 
 

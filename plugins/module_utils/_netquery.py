@@ -139,11 +139,10 @@ class NetworkTable(object):
         result = dict((key, None) for key in keys)
         if not keys:
             return result
-        argv = self._postmap() + ["-q", "-", self.spec]
-        data = "".join(key + "\n" for key in keys).encode("utf-8", "surrogateescape")
+        from ansible_collections.mailops.postfix.plugins.module_utils import _postfix  # pylint: disable=import-outside-toplevel
+        asked = [key.encode("utf-8", "surrogateescape") for key in keys]
         try:
-            proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                                  stderr=subprocess.PIPE, check=False, timeout=self.timeout)
+            rc, found, err = _postfix.postmap_query(self._postmap(), self.spec, asked, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             why = ""
             if self.proxy:
@@ -152,36 +151,23 @@ class NetworkTable(object):
                 why = ("; proxymap(8) did not answer: see the mail log (a client file proxymap cannot use, or a "
                        "table not listed in proxy_read_maps)")
             raise PostfixError("%s: postmap -q did not answer within %g seconds%s" % (self.spec, self.timeout, why))
-        except OSError as e:
-            raise PostfixError("%s: %s: %s" % (self.spec, argv[0], e))
-        out = proc.stdout.decode("utf-8", "surrogateescape")
-        err = proc.stderr.decode("utf-8", "replace")
+        except PostfixError as e:
+            raise PostfixError(self.redact(str(e), self.secrets()))
         hidden = self.secrets()
         problems = [line for line in err.splitlines() if re.search(r": (fatal|panic|error): ", line)]
         # postmap exits 0 when a key was found, 1 when none was (postmap.c); a fatal error
         # exits 1 too, recognised by its message.
-        if problems or proc.returncode not in (0, 1):
+        if problems or rc not in (0, 1):
             # Every line: the warnings before the fatal one say why (dict_pgsql.c: "connect to
             # pgsql server HOST: ... password authentication failed").
-            text = "; ".join(line.strip() for line in err.splitlines() if line.strip()) \
-                or "exit status %d" % proc.returncode
+            text = "; ".join(line.strip() for line in err.splitlines() if line.strip()) or "exit status %d" % rc
             if self.proxy:
                 text += self._direct_reason(keys[0])
             raise PostfixError(self.redact("%s: postmap -q failed: %s" % (self.spec, text), hidden))
         self.warnings = [self.redact(line, hidden) for line in err.splitlines() if line.strip()]
-        # Found keys come back in input order, each as given: match them in order (a value
-        # may contain a TAB).
-        lines = out.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        i = 0
-        for line in lines:
-            while i < len(keys) and not line.startswith(keys[i] + "\t"):
-                i += 1
-            if i == len(keys):
-                raise PostfixError(self.redact("%s: unexpected postmap -q output line %r" % (self.spec, line), hidden))
-            result[keys[i]] = line[len(keys[i]) + 1:]
-            i += 1
+        for key, raw in zip(keys, asked):
+            if raw in found:
+                result[key] = found[raw].decode("utf-8", "surrogateescape")
         return result
 
 

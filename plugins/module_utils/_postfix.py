@@ -75,6 +75,32 @@ def _run(argv):
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
 
 
+def postmap_query(argv, spec, keys, timeout=None):
+    """Ask ``spec`` (TYPE:NAME) for every key of ``keys`` (bytes) with one ``postmap -q - SPEC``;
+    ``argv`` is postmap with its options (-c DIR, -f). Returns (exit status, {key: value} of the
+    keys found, stderr text); judging the stderr is the caller's. postmap_queries() (postmap.c)
+    prints KEY<TAB>VALUE for each key found, in input order and as given: matched in order, as
+    a value may hold a TAB. subprocess.TimeoutExpired is the caller's to handle."""
+    data = b"".join(key + b"\n" for key in keys)
+    try:
+        proc = subprocess.run(argv + ["-q", "-", spec], input=data, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                              stderr=subprocess.PIPE, check=False, timeout=timeout)
+    except OSError as e:
+        raise PostfixError("%s: %s" % (argv[0], e))
+    lines = proc.stdout.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    found, i = {}, 0
+    for line in lines:
+        while i < len(keys) and not line.startswith(keys[i] + b"\t"):
+            i += 1
+        if i == len(keys):
+            raise PostfixError("%s: unexpected postmap -q output line %r" % (spec, line[:200]))
+        found[keys[i]] = line[len(keys[i]) + 1:]
+        i += 1
+    return proc.returncode, found, proc.stderr.decode("utf-8", "replace")
+
+
 def parse_postconf_output(text):
     out = {}
     for line in text.splitlines():
