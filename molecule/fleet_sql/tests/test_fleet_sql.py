@@ -5,7 +5,8 @@ What the converge wrote is answered by every host's own postmap -q and routes re
 one sql_entries call on the database host changes what all three route, with no run on them;
 alias_rollout's verification asks the database through each host's postmap -q.
 
-The tests run in file order and build on each other (the database is changed once)."""
+The tests run in file order and build on each other (the database is changed once);
+the last one stops the database for a while."""
 
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ def playbook(name, *args):
 
 
 def maps_with_expect(tmp_path, expect):
-    """postfix_server_maps of the inventory with the network map's expect replaced."""
+    """postfix_server_maps of the inventory with the network map's expect replaced (None: no expect)."""
     maps = copy.deepcopy(_vars("mail_servers.yml")["postfix_server_maps"])
-    maps["virtual-sql"]["expect"] = expect
+    maps["virtual-sql"].pop("expect")
+    if expect is not None:
+        maps["virtual-sql"]["expect"] = expect
     path = tmp_path / "maps.yml"
     path.write_text(yaml.safe_dump({"postfix_server_maps": maps}))
     return "@" + str(path)
@@ -179,6 +182,30 @@ def test_alias_rollout_fails_on_a_wrong_expect_naming_the_key(tmp_path):
     assert any(NEW_TARGET in line and expect[CHANGED_KEY] in line for line in lines), out
     assert "info@example.tld" not in "\n".join(lines), out
     assert HOSTS[1] not in out and HOSTS[2] not in out, out
+
+
+def test_database_down_defers_mail_and_fails_the_rollout_of_a_map_without_expect(tmp_path):
+    # Last: every Postfix process that saw the server down stays away from it for 60 s after
+    # it is back (RETRY_CONN_INTV, plpgsql_down_host() in dict_pgsql.c).
+    db = mt.host(DB)
+    version = db.check_output("pg_lsclusters --no-header").split()[0]
+    db.check_output("pg_ctlcluster %s main stop", version)
+    try:
+        # A temporary error at RCPT time: the sender keeps the message, nothing bounces.
+        _, result = mt.send(db, ip(HOSTS[1]), CHANGED_KEY)
+        code, text = result["refused"][CHANGED_KEY]
+        assert code == 451 and "Temporary lookup failure" in text, result
+        assert mt.host(HOSTS[1]).check_output("postqueue -j") == ""
+        # Without expect the verification asks one key that cannot exist: not found would do,
+        # an unreachable server fails the first host with Postfix's reason; later batches
+        # never start.
+        rc, out = playbook("alias_rollout", "-e", maps_with_expect(tmp_path, None))
+        assert rc != 0, out
+        assert "failed: [%s] (item=virtual-sql)" % HOSTS[0] in out, out
+        assert "connect to pgsql server %s" % _vars("all.yml")["fleet_sql_db_host"] in out, out
+        assert HOSTS[1] not in out and HOSTS[2] not in out, out
+    finally:
+        db.check_output("pg_ctlcluster %s main start", version)
 
 
 @pytest.fixture(scope="module", autouse=True)
