@@ -259,9 +259,11 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
                 client.edit(check_mode=True)
         # main.cf and master.cf are judged now on the files as they are (their edits are
         # applied after the tables; edit_main_cf and edit_master_cf read them again then).
-        main_plans = [(state, names) for state, names in (("present", params), ("absent", params_absent)) if names]
-        for state, names in main_plans:
-            edit_main_cf(config_dir, names, state=state, check_mode=True)
+        # Set and removed in one edit: judged as a whole (a domain moving between address
+        # classes) and written once.
+        main_edit = bool(params or params_absent)
+        if main_edit:
+            edit_main_cf(config_dir, params, remove=params_absent, check_mode=True)
         if services:
             edit_master_cf(config_dir, services, check_mode=True)
 
@@ -284,13 +286,12 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
                 if diff:
                     diffs.append(diff)
         main_cf = dict(changed=False, changed_params=[], removed_params=[], restart_params=[])
-        for state, names in main_plans:
-            res = edit_main_cf(config_dir, names, state=state, backup=backup, check_mode=check_mode,
+        if main_edit:
+            res = edit_main_cf(config_dir, params, remove=params_absent, backup=backup, check_mode=check_mode,
                                lock_timeout=lock_timeout)
             if res["changed"]:
-                main_cf["changed"] = True
-                main_cf["changed_params" if state == "present" else "removed_params"] += res["changed_params"]
-                main_cf["restart_params"] += res["restart_params"]
+                main_cf.update(changed=True, changed_params=res["changed_params"],
+                               removed_params=res["removed_params"], restart_params=res["restart_params"])
                 diffs.append(dict(before=res["before"].decode("utf-8", "replace"),
                                   after=res["after"].decode("utf-8", "replace"),
                                   before_header=res["path"], after_header=res["path"]))

@@ -594,8 +594,11 @@ FALLBACK_DEFAULTS = dict(_address_classes.DEFAULTS)
 
 
 def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=False, binary=None,
-                 lock_timeout=None):
-    """Set (``postconf -e``), remove (``-X``) or comment out (``-#``) main.cf parameters.
+                 lock_timeout=None, remove=()):
+    """Set (``postconf -e``), remove (``-X``) or comment out (``-#``) main.cf parameters;
+    with ``state=present``, ``remove`` names parameters removed in the same edit (one write,
+    judged as a whole: a domain moved from one address class to another is never refused
+    halfway). ``params`` may then be empty.
 
     Nothing is written when nothing changes, in check mode, or when a change leaves a
     domain in more than one address class (mydestination, virtual_alias_domains,
@@ -619,15 +622,20 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
         params = list(params)
     elif not isinstance(params, (list, tuple)):
         raise PostfixError("params must be a list of names or a dictionary with state=%s" % state)
-    if not params:
+    remove = list(remove or ())
+    if remove and state != "present":
+        raise PostfixError("remove goes with state=present")
+    if not params and not remove:
         raise PostfixError("params is empty")
     binary = binary if binary is not None else Binary()
 
     def attempt():
         maincf = _maincf.MainCf.load(path, missing_ok=(state == "present"))
         before = maincf.render()
+        removed = []
         if state == "present":
-            changed = maincf.set_many(params)
+            changed = maincf.set_many(params) if params else []
+            removed = maincf.remove_many(remove) if remove else []
         elif state == "absent":
             changed = maincf.remove_many(params)
         elif state == "commented":
@@ -636,7 +644,7 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
             raise PostfixError("unknown state %r" % (state,))
         after = maincf.render()
         unchecked = []
-        if changed:
+        if changed or removed:
             defaults = dict(FALLBACK_DEFAULTS)
             if binary:
                 defaults.update(binary.defaults(config_dir))
@@ -644,21 +652,23 @@ def edit_main_cf(config_dir, params, state="present", backup=False, check_mode=F
             if classes.crossings:
                 raise PostfixError(_address_classes.message(classes.crossings, unchecked=classes.unchecked))
             unchecked = classes.unchecked
-        return maincf, before, after, changed, unchecked
+        return maincf, before, after, changed, removed, unchecked
 
     result = {"path": path, "backup_file": None}
     if check_mode:
-        maincf, before, after, changed, unchecked = attempt()
+        maincf, before, after, changed, removed, unchecked = attempt()
     else:
         with _atomic.locked(path, _atomic.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout):
-            maincf, before, after, changed, unchecked = attempt()
-            if changed:
+            maincf, before, after, changed, removed, unchecked = attempt()
+            if changed or removed:
                 result["backup_file"] = _atomic.replace_text(path, after, backup=backup)
+    touched = set(changed) | set(removed)
     result.update(
-        changed=bool(changed),
+        changed=bool(changed or removed),
         changed_params=changed,
-        restart_required=sorted(set(changed) & set(RESTART_PARAMS)) != [],
-        restart_params=sorted(set(changed) & set(RESTART_PARAMS)),
+        removed_params=removed,
+        restart_required=sorted(touched & set(RESTART_PARAMS)) != [],
+        restart_params=sorted(touched & set(RESTART_PARAMS)),
         warnings=maincf.warnings,
         domain_lists_not_checked=unchecked,
         before=before,

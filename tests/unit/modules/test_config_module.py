@@ -206,3 +206,21 @@ def test_client_files_written_whole_proxy_read_maps_only_when_needed(conf):
     assert "expansion_limit" not in open(client).read()
     assert postconf(conf, "-h", "proxy_read_maps").strip() == "$local_recipient_maps " + reference
     assert run_module("config", a)["changed"] is False
+
+
+def test_a_domain_moved_between_address_classes_in_one_edit(conf):
+    """virtual_mailbox_domains removed and virtual_alias_domains set in the same run: main.cf is
+    judged and written as one edit, never refused halfway for a domain in two classes."""
+    run_module("config", dict(config_dir=conf, params={"virtual_mailbox_domains": "move.test"}))
+    res = run_module("config", dict(config_dir=conf, params={"virtual_alias_domains": "move.test"},
+                                    params_absent=["virtual_mailbox_domains"]))
+    assert res["main_cf"]["changed_params"] == ["virtual_alias_domains"]
+    assert res["main_cf"]["removed_params"] == ["virtual_mailbox_domains"]
+    assert len([d for d in res["diff"] if d["before_header"].endswith("main.cf")]) == 1
+    settings = postconf(conf, "-n")
+    assert "virtual_alias_domains = move.test" in settings and "virtual_mailbox_domains" not in settings
+    # Both in one class at once is still refused, naming the domain, and nothing is written.
+    before = files(conf)
+    res = run_module("config", dict(config_dir=conf, params={"virtual_mailbox_domains": "move.test"}), fail_ok=True)
+    assert res["failed"] and "move.test" in res["msg"], res
+    assert files(conf) == before
