@@ -14,13 +14,14 @@ import email.message
 import os
 import pwd
 import shutil
-import signal
 import smtplib
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import processes
 
 MAILBOX_DOMAIN = "mbox.test"
 
@@ -208,21 +209,7 @@ class PostfixInstance:
         if not self._started:
             return
         self._started = False
-        pid = self.master_pid()
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        processes.stop(self.master_pid(), timeout=15)
 
     # -- mail ----------------------------------------------------------------------
     def send(self, rcpt: str, sender: str = "tester@client.test", subject: str = "test") -> str:

@@ -21,13 +21,12 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+import processes
 from postfix_instance import free_port
 
 
@@ -173,17 +172,8 @@ class PostgresInstance:
         if self.data_dir.is_dir() and (self.data_dir / "postmaster.pid").exists():
             self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "10",
                        "stop"], check=False, timeout=30)
-        if pid:
-            deadline = time.time() + 5
-            while time.time() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        # pg_ctl asked it to stop: only wait, then kill what is left.
+        processes.stop(pid, timeout=5, term=False)
         self.pid = None
 
     def restart(self, timeout: float = 30.0) -> None:

@@ -19,13 +19,13 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import processes
 from postfix_instance import MAILBOX_DOMAIN, free_port
 
 SLAPD = "/usr/sbin/slapd"
@@ -140,21 +140,7 @@ class SlapdInstance:
         """Stop this server only (idempotent): SIGTERM to its own PID, wait, SIGKILL."""
         pid = self._read_pid() or self.pid
         self.pid = None
-        if not pid:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        processes.stop(pid, timeout=10)
 
     # -- ldap-utils --------------------------------------------------------------------
     def _tool(self, argv: list[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
