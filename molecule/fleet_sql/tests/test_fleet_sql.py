@@ -201,8 +201,10 @@ def test_database_down_defers_mail_and_fails_the_rollout_of_a_map_without_expect
         # never start.
         rc, out = playbook("alias_rollout", "-e", maps_with_expect(tmp_path, None))
         assert rc != 0, out
-        assert "failed: [%s] (item=virtual-sql)" % HOSTS[0] in out, out
-        assert "connect to pgsql server %s" % _vars("all.yml")["fleet_sql_db_host"] in out, out
+        failure = [line for line in out.splitlines() if re.match(r"(fatal|failed): \[%s\]" % re.escape(HOSTS[0]), line)]
+        assert failure, out
+        assert "%s: postmap -q failed" % REF in failure[0], out
+        assert "connect to pgsql server %s" % _vars("all.yml")["fleet_sql_db_host"] in failure[0], out
         assert HOSTS[1] not in out and HOSTS[2] not in out, out
     finally:
         db.check_output("pg_ctlcluster %s main start", version)
