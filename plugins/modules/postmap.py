@@ -390,7 +390,11 @@ def expectations(p):
         keys = list(entries)
         if spec["table"] is not None:
             net = NetworkTable(spec["table"], p["config_dir"], p["timeout"])
-            answers = net.query(keys or [PROBE_KEY])
+            try:
+                answers = net.query(keys or [PROBE_KEY])
+            except PostfixError as e:
+                # Named as the caller names the table (the role: its inventory variable).
+                raise PostfixError("%s: %s" % (spec["label"], e) if spec["label"] else str(e))
             warnings += net.warnings
             reference = spec["table"]
         else:

@@ -132,7 +132,7 @@ def test_mail_to_an_sql_alias_is_delivered(mx):
 
 @pytest.mark.parametrize("mx", HOSTS)
 def test_unknown_address_is_refused_with_550(mx):
-    _, result = mt.send(mt.host(DB), ip(mx), "nosuch@example.tld")
+    _code, result = mt.send(mt.host(DB), ip(mx), "nosuch@example.tld")
     code, text = result["refused"]["nosuch@example.tld"]
     assert code == 550 and "User unknown in virtual alias table" in text, result
 
@@ -192,7 +192,7 @@ def test_database_down_defers_mail_and_fails_the_rollout_of_a_map_without_expect
     db.check_output("pg_ctlcluster %s main stop", version)
     try:
         # A temporary error at RCPT time: the sender keeps the message, nothing bounces.
-        _, result = mt.send(db, ip(HOSTS[1]), CHANGED_KEY)
+        _code, result = mt.send(db, ip(HOSTS[1]), CHANGED_KEY)
         code, text = result["refused"][CHANGED_KEY]
         assert code == 451 and "Temporary lookup failure" in text, result
         assert mt.host(HOSTS[1]).check_output("postqueue -j") == ""

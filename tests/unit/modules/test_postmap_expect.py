@@ -67,5 +67,5 @@ def test_network_table_expect_and_probe(conf, tmp_path):
     with open(client, "w") as f:
         f.write("dbpath = %s\nquery = SELECT destination FROM no_such_table WHERE source='%%s'\n" % db)
     os.utime(client, (1, 1))
-    res = run_module("postmap", dict(config_dir=conf, expect=[dict(table=reference)]), fail_ok=True)
-    assert res["failed"] and "no such table: no_such_table" in res["msg"], res
+    res = run_module("postmap", dict(config_dir=conf, expect=[dict(label="lite", table=reference)]), fail_ok=True)
+    assert res["failed"] and res["msg"].startswith("lite: %s: " % reference) and "no such table: no_such_table" in res["msg"], res
