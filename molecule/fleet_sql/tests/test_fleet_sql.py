@@ -203,7 +203,7 @@ def test_database_down_defers_mail_and_fails_the_rollout_of_a_map_without_expect
         assert rc != 0, out
         failure = [line for line in out.splitlines() if re.match(r"(fatal|failed): \[%s\]" % re.escape(HOSTS[0]), line)]
         assert failure, out
-        assert "%s: postmap -q failed" % REF in failure[0], out
+        assert "postfix_server_maps.virtual-sql (%s): %s: postmap -q failed" % (REF, REF) in failure[0], out
         assert "connect to pgsql server %s" % _vars("all.yml")["fleet_sql_db_host"] in failure[0], out
         assert HOSTS[1] not in out and HOSTS[2] not in out, out
     finally:
