@@ -29,6 +29,7 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import re
@@ -75,6 +76,7 @@ class Table(object):
         self.type_origin = type_origin
         self.secret = secret
         self.config_dir = config_dir
+        self._reader = None     # lookup(raw key) of the index (lookup())
         # An index Postfix reads, or (regexp, pcre, cidr, texthash) the source itself.
         self.indexed = type_name not in SOURCE_CHECKED_TYPES
         if self.indexed:
@@ -291,8 +293,12 @@ class Table(object):
     def lookup(self, key):
         # dict_db_lookup()/dict_lmdb_lookup(): try the key with a trailing NUL, then without.
         attempts = (key + b"\0", key) if self.format.NUL_TERMINATED else (key, key + b"\0")
+        if self._reader is None:
+            # A format that can keep its file open between lookups does (it notices a replaced one).
+            kept = getattr(self.format, "Reader", None)
+            self._reader = kept(self.index).lookup if kept else functools.partial(self.format.lookup, self.index)
         for attempt in attempts:
-            value = self.format.lookup(self.index, attempt)
+            value = self._reader(attempt)
             if value is not None:
                 return strip_nul(value)
         return None

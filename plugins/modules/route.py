@@ -119,6 +119,13 @@ options:
         read). The message names each address, the recipient and Postfix's text.
     type: bool
     default: false
+  return_routes:
+    description:
+      - Return RV(routes) (and RV(routes_before)). With V(false) only RV(route_changes), RV(routed)
+        and, on a failure, the problems are returned: for thousands of addresses, whose routes
+        would be sent back and kept by Ansible whole.
+    type: bool
+    default: true
   timeout:
     description:
       - O(mode=live) only. At most this many seconds for the whole call; addresses not answered
@@ -217,9 +224,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+routed:
+  description: How many addresses were routed.
+  returned: always
+  type: int
+  sample: 10000
 routes:
   description: For each address asked (the key), where Postfix takes it.
-  returned: always
+  returned: unless O(return_routes=false)
   type: dict
   contains:
     address:
@@ -308,7 +320,7 @@ routes_before:
   description: >-
     With O(staged), the routes on the configuration as it is now (same form as RV(routes));
     empty when the current configuration could not be read.
-  returned: when staged is given
+  returned: when staged is given, unless O(return_routes=false)
   type: dict
 route_changes:
   description: >-
@@ -347,6 +359,7 @@ def main():
                 merge=dict(type="list", elements="str", default=[]),
             )),
             fail_on_reject=dict(type="bool", default=False),
+            return_routes=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -368,7 +381,9 @@ def main():
                 except PostfixError:
                     before = {}     # nothing to compare with yet (e.g. no main.cf)
                 changes = _route.route_changes(before, routes)
-                result = dict(routes_before=before, route_changes=changes, changed=bool(changes))
+                result = dict(route_changes=changes, changed=bool(changes))
+                if params["return_routes"]:
+                    result["routes_before"] = before
                 if module._diff and changes:
                     result["diff"] = dict(
                         before_header="routes (%s)" % params["config_dir"],
@@ -378,13 +393,16 @@ def main():
     except PostfixError as e:
         module.fail_json(msg=str(e), changed=False)
     result.setdefault("changed", False)
+    result.update(routed=len(routes), domain_lists_not_checked=unchecked)
+    if params["return_routes"]:
+        result["routes"] = routes
     if params["fail_on_reject"]:
         problems = _route.problems(routes)
         if problems:
             which = " (staged)" if staged is not None else ""
             module.fail_json(msg="%d route problem(s)%s: %s" % (len(problems), which, "; ".join(problems)),
-                             problems=problems, routes=routes, domain_lists_not_checked=unchecked, **result)
-    module.exit_json(routes=routes, domain_lists_not_checked=unchecked, **result)
+                             problems=problems, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,13 @@ def test_fail_on_reject_names_address_recipient_and_text(postfix_instance):
     # The current configuration passes: only ok@ is declared there.
     res = run_module("route", dict(config_dir=conf, addresses=["ok@va.test"], fail_on_reject=True))
     assert res["changed"] is False and "failed" not in res
+    # return_routes false (the role, thousands of addresses): the changes and the problems only.
+    res = run_module("route", dict(config_dir=conf, addresses=["ok@va.test", "bad@va.test", "l1@va.test"],
+                                   staged=staged, fail_on_reject=True, return_routes=False), check_mode=True,
+                     fail_ok=True)
+    assert res["failed"] and len(res["problems"]) == 2 and res["routed"] == 3
+    assert "routes" not in res and "routes_before" not in res
+    assert sorted(res["route_changes"]) == ["bad@va.test", "l1@va.test"]
 
 
 def test_bad_staged_input(postfix_instance):

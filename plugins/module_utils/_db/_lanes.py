@@ -25,6 +25,8 @@ from collections import Counter
 
 # Keys hashed per batch (bounds the size of the big integers).
 BATCH = 65536
+# Fewer keys than this are hashed a byte at a time (hash_one).
+FEW = 16
 # The longest key hashed in a lane (see _lane_length).
 _LONGEST_LANE = 255
 _PAD = 0x20
@@ -45,6 +47,10 @@ def hashes(keys, multiplier, initial=0, bits=32):
     only the low bits are computed, in narrower lanes (libdb needs only the bucket bits)."""
     out = array("I")
     if not keys:
+        return out
+    if len(keys) < FEW:
+        # A lookup hashes one key: setting lanes up costs more than a byte at a time.
+        out.extend(hash_one(key, multiplier, initial, bits) for key in keys)
         return out
     low = (1 << bits) - 1
     multiplier &= low

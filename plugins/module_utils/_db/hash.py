@@ -677,19 +677,58 @@ def lookup(path, key):
     """The raw value stored for the raw ``key``, or None; reads only the key's bucket."""
     db = _File(path)
     with _reading(db):
-        bucket = _home_buckets([key], db.max_bucket, db.high_mask, db.low_mask)[0]
-        for pgno, page, spans in db.bucket_pages(bucket):
-            for i in range(0, len(spans), 2):
-                start, end = spans[i]
-                itype = page[start]
-                if itype == _H_KEYDATA:
-                    if end - start - 1 != len(key) or page[start + 1:end] != key:
-                        continue
-                elif itype == _H_OFFPAGE and end - start >= _OFFPAGE.size:
-                    first, length = db.offpage.unpack_from(page, start)
-                    if length != len(key) or db.overflow(first, length) != key:
-                        continue
-                else:
-                    raise db.bad("page %d: item type %d is not a plain key" % (pgno, itype))
-                return db.item(page, pgno, spans[i + 1])
-        return None
+        return _find(db, key)
+
+
+class Reader(object):
+    """The hash file at ``path`` kept open for many lookups (the route module asks thousands;
+    opening it and reading its meta page each time cost more than the lookup), opened again
+    when the file there is replaced (postmap and our writer rename a new one into place)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._db = None
+        self._ident = None
+
+    def lookup(self, key):
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise PostfixError("%s: cannot open: %s" % (self.path, exc.strerror))
+        ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if ident != self._ident:
+            self.close()
+            self._db, self._ident = _File(self.path), ident
+        db = self._db
+        try:
+            return _find(db, key)
+        except (struct.error, IndexError, ValueError) as exc:
+            raise db.bad(str(exc))
+        except OSError as exc:
+            raise PostfixError("%s: cannot read: %s" % (db.path, exc.strerror))
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+            self._db, self._ident = None, None
+
+
+def _find(db, key):
+    """The raw value of ``key`` in the open ``db``: its home bucket's pages searched as
+    __ham_lookup does."""
+    bucket = _home_buckets([key], db.max_bucket, db.high_mask, db.low_mask)[0]
+    for pgno, page, spans in db.bucket_pages(bucket):
+        for i in range(0, len(spans), 2):
+            start, end = spans[i]
+            itype = page[start]
+            if itype == _H_KEYDATA:
+                if end - start - 1 != len(key) or page[start + 1:end] != key:
+                    continue
+            elif itype == _H_OFFPAGE and end - start >= _OFFPAGE.size:
+                first, length = db.offpage.unpack_from(page, start)
+                if length != len(key) or db.overflow(first, length) != key:
+                    continue
+            else:
+                raise db.bad("page %d: item type %d is not a plain key" % (pgno, itype))
+            return db.item(page, pgno, spans[i + 1])
+    return None

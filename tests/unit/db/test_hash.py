@@ -464,3 +464,22 @@ def test_write_columns(tmp_path, config_dir):
     keys = [k for k, v in records] + [records[1234][0]]
     with pytest.raises(PostfixError, match="duplicate"):
         dbhash.write_columns(path, keys, [b"v\0"] * len(keys))
+
+
+def test_reader_keeps_the_file_open_and_sees_a_replaced_one(tmp_path):
+    """Reader (the route module's many lookups): one open file for many keys; a new index
+    renamed into place (as postmap and our writer do) is read at the next lookup."""
+    path = str(tmp_path / "virtual.db")
+    dbhash.write(path, [(b"a@x.test\0", b"old\0"), (b"b@x.test\0", b"b\0")])
+    reader = dbhash.Reader(path)
+    assert reader.lookup(b"a@x.test\0") == b"old\0" and reader.lookup(b"c@x.test\0") is None
+    first = reader._db  # pylint: disable=protected-access
+    assert reader.lookup(b"b@x.test\0") == b"b\0" and reader._db is first  # pylint: disable=protected-access
+    new = str(tmp_path / "virtual.new.db")
+    dbhash.write(new, [(b"a@x.test\0", b"new\0")])
+    os.rename(new, path)
+    assert reader.lookup(b"a@x.test\0") == b"new\0" and reader.lookup(b"b@x.test\0") is None
+    os.unlink(path)
+    with pytest.raises(PostfixError):
+        reader.lookup(b"a@x.test\0")
+    reader.close()
