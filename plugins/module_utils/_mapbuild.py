@@ -295,8 +295,11 @@ class Table(object):
         attempts = (key + b"\0", key) if self.format.NUL_TERMINATED else (key, key + b"\0")
         if self._reader is None:
             # A format that can keep its file open between lookups does (it notices a replaced one).
-            kept = getattr(self.format, "Reader", None)
-            self._reader = kept(self.index).lookup if kept else functools.partial(self.format.lookup, self.index)
+            reader_class = getattr(self.format, "Reader", None)
+            if reader_class is None:
+                self._reader = functools.partial(self.format.lookup, self.index)
+            else:
+                self._reader = reader_class(self.index).lookup
         for attempt in attempts:
             value = self._reader(attempt)
             if value is not None:

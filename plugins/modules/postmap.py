@@ -290,7 +290,8 @@ compared:
   sample: 1200
 mismatches:
   description:
-    - With O(expect), one message per key that is missing (C(LABEL: KEY has no entry (expected
+    - >-
+      With O(expect), one message per key that is missing (C(LABEL: KEY has no entry (expected
       VALUE))) or answers another value (C(LABEL: KEY resolves to GOT (expected VALUE))); a secret
       table's message names the key only.
   returned: when O(expect) is given

@@ -122,8 +122,8 @@ options:
   return_routes:
     description:
       - Return RV(routes) (and RV(routes_before)). With V(false) only RV(route_changes), RV(routed)
-        and, on a failure, the problems are returned: for thousands of addresses, whose routes
-        would be sent back and kept by Ansible whole.
+        and, on a failure, the problems are returned (for thousands of addresses, whose routes
+        would be sent back and kept by Ansible whole).
     type: bool
     default: true
   timeout:

@@ -21,7 +21,6 @@ from postfix_instance import MAILBOX_DOMAIN, private_instance
 from slapd_instance import LDAP_DOMAIN, ldap_params, people_ldif
 
 
-
 def settle(path):
     """Date a just-written client file back: Postfix re-reads a file modified in the last
     second until it settles (dict_load_file_xt(), util/dict.c)."""
