@@ -11,6 +11,7 @@ which removes them by their label."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 import time
@@ -26,42 +27,9 @@ TABLE_SPEC = "proxy:pgsql:" + CLIENT_FILE
 QUERY = "SELECT goto FROM alias WHERE address='%s' AND active = '1'"
 DATA_DIR = "/var/lib/postgresql/bench"
 
-# PostfixAdmin 3.3's PostgreSQL tables an alias needs (as in tests/unit/modules/test_sql_entries.py).
-SCHEMA = """
-CREATE TABLE domain (
-    domain character varying(255) NOT NULL,
-    description character varying(255) NOT NULL default '',
-    aliases integer NOT NULL default 0,
-    mailboxes integer NOT NULL default 0,
-    maxquota integer NOT NULL default 0,
-    quota integer NOT NULL default 0,
-    transport character varying(255) default NULL,
-    backupmx boolean NOT NULL default false,
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "domain_key" Primary Key ("domain"));
-CREATE TABLE alias (
-    address character varying(255) NOT NULL,
-    goto text NOT NULL,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "alias_key" Primary Key ("address"));
-CREATE INDEX alias_address_active ON alias(address,active);
-CREATE TABLE mailbox (
-    username character varying(255) NOT NULL,
-    password character varying(255) NOT NULL default '',
-    name character varying(255) NOT NULL default '',
-    maildir character varying(255) NOT NULL default '',
-    quota integer NOT NULL default 0,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "mailbox_key" Primary Key ("username"));
-"""
+# PostfixAdmin 3.3's PostgreSQL tables (shared with the tests and the fleet_sql scenario).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "postfixadmin.sql")) as _schema:
+    SCHEMA = _schema.read()
 
 
 class Database:

@@ -1,46 +1,7 @@
--- The database Postfix reads, with PostfixAdmin 3.3's PostgreSQL tables for aliases
--- (Debian 12 postfixadmin, public/upgrade.php, upgrade_2_pgsql): domain, alias, mailbox.
+-- The database Postfix reads: its roles and database; prepare.yml adds PostfixAdmin 3.3's
+-- tables (tests/postfixadmin.sql) and then grants.sql.
 -- Run by prepare.yml as postgres with psql variables reader, reader_pw, writer, writer_pw, db.
 CREATE ROLE :"reader" LOGIN PASSWORD :'reader_pw';
 CREATE ROLE :"writer" LOGIN PASSWORD :'writer_pw';
 CREATE DATABASE :"db";
 \connect :"db"
-CREATE TABLE domain (
-    domain character varying(255) NOT NULL,
-    description character varying(255) NOT NULL default '',
-    aliases integer NOT NULL default 0,
-    mailboxes integer NOT NULL default 0,
-    maxquota integer NOT NULL default 0,
-    quota integer NOT NULL default 0,
-    transport character varying(255) default NULL,
-    backupmx boolean NOT NULL default false,
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "domain_key" Primary Key ("domain"));
-CREATE TABLE alias (
-    address character varying(255) NOT NULL,
-    goto text NOT NULL,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "alias_key" Primary Key ("address"));
-CREATE INDEX alias_address_active ON alias(address,active);
-CREATE TABLE mailbox (
-    username character varying(255) NOT NULL,
-    password character varying(255) NOT NULL default '',
-    name character varying(255) NOT NULL default '',
-    maildir character varying(255) NOT NULL default '',
-    quota integer NOT NULL default 0,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "mailbox_key" Primary Key ("username"));
-INSERT INTO domain (domain) VALUES ('example.tld');
--- Postfix only reads; the writer changes alias rows (sql_entries reads them FOR UPDATE and
--- mailbox for keep_mailbox_aliases).
-GRANT SELECT ON alias TO :"reader";
-GRANT SELECT, INSERT, UPDATE, DELETE ON alias TO :"writer";
-GRANT SELECT ON domain, mailbox TO :"writer";

@@ -16,44 +16,9 @@ pytest.importorskip("psycopg2")
 
 PAIRS = "CREATE TABLE virtual (source varchar(255) PRIMARY KEY, destination text NOT NULL);"
 
-# PostfixAdmin 3.3's PostgreSQL schema (Debian 12 postfixadmin, public/upgrade.php,
-# upgrade_2_pgsql): the tables an alias needs, and mailbox.
-POSTFIXADMIN = """
-CREATE TABLE domain (
-    domain character varying(255) NOT NULL,
-    description character varying(255) NOT NULL default '',
-    aliases integer NOT NULL default 0,
-    mailboxes integer NOT NULL default 0,
-    maxquota integer NOT NULL default 0,
-    quota integer NOT NULL default 0,
-    transport character varying(255) default NULL,
-    backupmx boolean NOT NULL default false,
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "domain_key" Primary Key ("domain"));
-CREATE TABLE alias (
-    address character varying(255) NOT NULL,
-    goto text NOT NULL,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "alias_key" Primary Key ("address"));
-CREATE INDEX alias_address_active ON alias(address,active);
-CREATE TABLE mailbox (
-    username character varying(255) NOT NULL,
-    password character varying(255) NOT NULL default '',
-    name character varying(255) NOT NULL default '',
-    maildir character varying(255) NOT NULL default '',
-    quota integer NOT NULL default 0,
-    domain character varying(255) NOT NULL REFERENCES "domain",
-    created timestamp with time zone default now(),
-    modified timestamp with time zone default now(),
-    active boolean NOT NULL default true,
-    Constraint "mailbox_key" Primary Key ("username"));
-INSERT INTO domain (domain) VALUES ('example.com'), ('example.org');
-"""
+# PostfixAdmin 3.3's PostgreSQL tables (tests/postfixadmin.sql) and two domains.
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "postfixadmin.sql")) as _schema:
+    POSTFIXADMIN = _schema.read() + "INSERT INTO domain (domain) VALUES ('example.com'), ('example.org');\n"
 
 PFA_QUERY = "SELECT goto FROM alias WHERE address='%s' AND active = '1'"
 
