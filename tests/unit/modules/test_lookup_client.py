@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import smtplib
 import stat
 import subprocess
@@ -18,6 +17,7 @@ import sys
 import pytest
 
 from module_runner import run_module
+from sqlite_db import alias_database
 from postfix_instance import MAILBOX_DOMAIN
 
 SQL_DOMAIN = "sql.test"
@@ -130,12 +130,7 @@ def test_pgsql_client_postmap_proxy_and_smtp_delivery(postgres_instance, postfix
 
 
 def test_sqlite_client_postmap(conf, tmp_path):
-    if not shutil.which("sqlite3"):
-        pytest.skip("sqlite3 not installed")
-    db = tmp_path / "aliases.sqlite"
-    subprocess.run(["sqlite3", str(db)], check=True, text=True, input=(
-        "CREATE TABLE virtual (source TEXT PRIMARY KEY, destination TEXT NOT NULL);\n"
-        "INSERT INTO virtual VALUES ('info@lite.test', 'bob@mbox.test');\n"))
+    db = alias_database(tmp_path / "aliases.sqlite", [("info@lite.test", "bob@mbox.test")])
     path = os.path.join(conf, "sqlite-virtual.cf")
     res = run_module("lookup_client", client(path, "sqlite", params={
         "dbpath": str(db), "query": "SELECT destination FROM virtual WHERE source='%s'"}))

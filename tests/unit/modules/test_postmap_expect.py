@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-
-import pytest
 
 from module_runner import run_module
+from sqlite_db import alias_database
 
 SECRET = "Relay-Pw-0c41"
 
@@ -46,12 +43,7 @@ def test_mismatches_named_secret_values_never_shown(conf):
 
 
 def test_network_table_expect_and_probe(conf, tmp_path):
-    if not shutil.which("sqlite3"):
-        pytest.skip("sqlite3 not installed")
-    db = tmp_path / "aliases.sqlite"
-    subprocess.run(["sqlite3", str(db)], check=True, text=True, input=(
-        "CREATE TABLE virtual (source TEXT PRIMARY KEY, destination TEXT NOT NULL);\n"
-        "INSERT INTO virtual VALUES ('info@lite.test', 'bob@mbox.test');\n"))
+    db = alias_database(tmp_path / "aliases.sqlite", [("info@lite.test", "bob@mbox.test")])
     client = os.path.join(conf, "sqlite-virtual.cf")
     with open(client, "w") as f:
         f.write("dbpath = %s\nquery = SELECT destination FROM virtual WHERE source='%%s'\n" % db)

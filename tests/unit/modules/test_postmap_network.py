@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from module_runner import run_module
+from sqlite_db import alias_database
 
 PASSWORD_MARK = "Pw-Never-Shown-5c1e"
 
@@ -126,12 +126,7 @@ def test_pgsql_query_compare_and_database_down(pgsql_table, conf, tmp_path):
 
 
 def test_sqlite_query_compare(conf, tmp_path):
-    if not shutil.which("sqlite3"):
-        pytest.skip("sqlite3 not installed")
-    db = tmp_path / "aliases.sqlite"
-    subprocess.run(["sqlite3", str(db)], check=True, text=True, input=(
-        "CREATE TABLE virtual (source TEXT PRIMARY KEY, destination TEXT NOT NULL);\n"
-        "INSERT INTO virtual VALUES ('info@lite.test', 'bob@mbox.test'), ('tab@lite.test', 'a\tb');\n"))
+    db = alias_database(tmp_path / "aliases.sqlite", [("info@lite.test", "bob@mbox.test"), ("tab@lite.test", "a\tb")])
     path = os.path.join(conf, "sqlite-virtual.cf")
     write_client(path, ["dbpath = %s" % db, "query = SELECT destination FROM virtual WHERE source='%s'"])
     spec = "sqlite:" + path
