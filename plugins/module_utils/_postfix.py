@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._db import index_path, stale_by_mtime
@@ -734,12 +735,50 @@ class PreflightFailed(PostfixError):
         super().__init__("pre-flight check failed, nothing signalled: " + "; ".join(problems))
 
 
-def reload(config_dir, start_if_stopped=False, check_mode=False, binary=None):
+def master_children(pid):
+    """PIDs of the processes whose parent is ``pid`` (/proc; empty without it)."""
+    out = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.add(int(entry))
+    return out
+
+
+def wait_gone(pids, timeout):
+    """The ``pids`` still running after at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while left:
+        left = set(p for p in left if os.path.exists("/proc/%d" % p))
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return left
+
+
+def reload(config_dir, start_if_stopped=False, check_mode=False, binary=None, wait=10.0):
     """``postfix reload`` in Python: pre-flight checks, then SIGHUP the running master.
 
     Unlike postfix-script it does not run ``postsuper active`` around the signal (a queue
     repair, not part of re-reading the configuration). A master that is not running is not
     an error: it is started only with ``start_if_stopped``.
+
+    The master tells its children to exit on SIGHUP (master_restart_service()), but an idle
+    daemon from before - proxymap, smtpd - may still take one more request with the old
+    configuration: at most ``wait`` seconds are spent waiting for them to be gone, and those
+    still running (a session in progress) are returned in ``old_processes``.
     """
     binary = binary if binary is not None else Binary()
     problems, warnings, info = preflight(config_dir, binary)
@@ -761,8 +800,11 @@ def reload(config_dir, start_if_stopped=False, check_mode=False, binary=None):
         "domain_lists_not_checked": info["domain_lists_not_checked"],
     }
     if status["running"]:
+        result["old_processes"] = []
         if not check_mode:
+            before = master_children(status["pid"])
             signal_reload(status["pid"])
+            result["old_processes"] = sorted(wait_gone(before, wait))
         result["reloaded"] = result["changed"] = True
     elif start_if_stopped:
         if not check_mode:

@@ -46,6 +46,15 @@ options:
       - Start Postfix when it is not running (after the same checks).
     type: bool
     default: false
+  wait:
+    description:
+      - After the signal, wait at most this many seconds for the daemons started before it to
+        exit. master(8) tells them to, but an idle one (proxymap, smtpd) may still answer one more
+        request with the old configuration; a task that queries Postfix right after the reload
+        (a verify step) would see it. Those still running then (an SMTP session in progress) are
+        returned in RV(old_processes). V(0) does not wait.
+    type: float
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -85,6 +94,14 @@ reloaded:
   returned: success
   type: bool
   sample: true
+old_processes:
+  description:
+    - After a reload, the pids of daemons from before the signal still running when O(wait) ran
+      out (they finish their work with the old configuration).
+  returned: when the master was running
+  type: list
+  elements: int
+  sample: []
 started:
   description: Whether Postfix was started (would be, in check mode).
   returned: success
@@ -163,12 +180,13 @@ def main():
         argument_spec=dict(
             config_dir=dict(type="path", default="/etc/postfix"),
             start_if_stopped=dict(type="bool", default=False),
+            wait=dict(type="float", default=10.0),
         ),
         supports_check_mode=True,
     )
     try:
         result = reload(module.params["config_dir"], start_if_stopped=module.params["start_if_stopped"],
-                        check_mode=module.check_mode)
+                        check_mode=module.check_mode, wait=module.params["wait"])
     except PreflightFailed as e:
         module.fail_json(msg=str(e), problems=e.problems, stale_tables=e.stale)
     except PostfixError as e:

@@ -355,3 +355,20 @@ def test_preflight_tables_without_index_are_never_stale(tmp_path):
     res = run_module("reload", {"config_dir": str(conf)}, fail_ok=True)
     assert res["failed"] and res["stale_tables"] == [str(tmp_path / "access.db")]
     assert "sub/inet -o smtpd_client_restrictions: hash:%s/access: index" % tmp_path in res["msg"]
+
+
+def test_reload_returns_once_the_daemons_from_before_are_gone(postfix_instance):
+    """An idle daemon from before the signal may answer one more request with the old
+    configuration: reload waits (at most `wait` seconds) until the master's children from
+    before the signal have exited, so a query right after it reaches the new configuration."""
+    pf = postfix_instance
+    pf.write_main()
+    pf.start()
+    assert pf.rcpt_code("postmaster@localhost")[0] in (250, 550)   # an smtpd now runs, idle
+    before = pf.children()
+    assert before
+    res = run_module("reload", dict(config_dir=str(pf.config_dir)))
+    assert res["reloaded"] and res["old_processes"] == []
+    assert not [p for p in before if os.path.exists("/proc/%d" % p)]
+    res = run_module("reload", dict(config_dir=str(pf.config_dir), wait=0))
+    assert res["reloaded"] and isinstance(res["old_processes"], list)

@@ -68,8 +68,10 @@ def test_pgsql_map_joins_virtual_alias_maps_through_proxymap(postgres_instance, 
     client_file = conf + "/virtual-sql.cf"
     reference = "proxy:pgsql:" + client_file
 
+    before_reload = pf.children()
     run = run_playbooks(pf, inventory(pf, pg), [ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK], "-v", "--diff")
     assert run.rc == 0, run.out
+    pf.wait_for_exit(before_reload)
     assert pg.password not in run.out
     assert "password = <hidden, changed>" in run.out
     settings = dict(line.split(" = ", 1) for line in pf.postconf("-n").splitlines())
@@ -111,8 +113,10 @@ def test_pgsql_map_joins_virtual_alias_maps_through_proxymap(postgres_instance, 
     # A file alias next to the database: the role's file map comes first, then the database.
     both = inventory(pf, pg, postfix_server_virtual_alias_domains=[
         {"domain": SQL_DOMAIN}, {"domain": FILE_DOMAIN, "aliases": {"help": ["carol@%s" % MAILBOX_DOMAIN]}}])
+    before_reload = pf.children()
     run = run_playbooks(pf, both, [ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK])
     assert run.rc == 0, run.out
+    pf.wait_for_exit(before_reload)
     table_type = pf.postconf("-h", "default_database_type").strip()
     assert pf.postconf("-h", "virtual_alias_maps").strip() == "%s:%s/virtual, %s" % (table_type, conf, reference)
     pf.send("help@%s" % FILE_DOMAIN)
@@ -170,8 +174,11 @@ def test_ldap_map_without_proxy(slapd_instance, postfix_instance):
                          "type": "ldap", "parameter": "virtual_alias_maps", "proxy": False,
                          "client": ldap_params(ldap),
                          "client_secret": {"bind_pw": ldap.postfix_pw}, "expect": expect}})
+    before_reload = pf.children()
     run = run_playbooks(pf, variables, [ROLE_TASKS_PLAYBOOK, VERIFY_PLAYBOOK], "-v", "--diff")
     assert run.rc == 0, run.out
+    # The role reloaded Postfix: an smtpd from before may still take a connection (old main.cf).
+    pf.wait_for_exit(before_reload)
     assert ldap.postfix_pw not in run.out and "bind_pw = <hidden, changed>" in run.out
     reference = "ldap:%s/directory.cf" % conf
     assert pf.postconf("-h", "virtual_alias_maps").strip() == reference
