@@ -102,28 +102,24 @@ class _ClientPart(object):
         return out, diff, res["warnings"]
 
 
-def _proxy_allowed(config):
-    """The tables proxymap(8) may open for reading: the proxy:-prefixed entries of the expanded
-    proxy_read_maps, prefix removed (proxymap.c post_jail_init ignores the others)."""
-    allowed = set()
-    for name in _maincf.split_list(config.value("proxy_read_maps")):
-        if name.startswith("proxy:"):
-            while name.startswith("proxy:"):
-                name = name[len("proxy:"):]
-            allowed.add(name)
-    return allowed
+def _unproxied(name):
+    """A table name without its proxy: prefixes (proxymap.c strips every one)."""
+    while name.startswith("proxy:"):
+        name = name[len("proxy:"):]
+    return name
 
 
 def _proxy_read_maps(config, wanted):
     """The proxy_read_maps value that also allows the ``wanted`` tables (TYPE:NAME, with or
-    without proxy:), or None when the current one already does."""
-    bare = []
-    for name in wanted:
-        while name.startswith("proxy:"):
-            name = name[len("proxy:"):]
-        if name not in bare:
-            bare.append(name)
-    missing = [name for name in bare if name not in _proxy_allowed(config)]
+    without proxy:), or None when the current one already does. proxymap(8) may open the
+    proxy:-prefixed entries of the expanded value, prefix removed (post_jail_init() in
+    proxymap.c ignores the others)."""
+    allowed = set(_unproxied(name) for name in _maincf.split_list(config.value("proxy_read_maps"))
+                  if name.startswith("proxy:"))
+    missing = []
+    for name in map(_unproxied, wanted):
+        if name not in allowed and name not in missing:
+            missing.append(name)
     if not missing:
         return None
     current = config.raw("proxy_read_maps") or ""
