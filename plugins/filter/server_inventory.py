@@ -501,11 +501,26 @@ def _alias_problems(var, aliases, allow_unsafe_targets, out):
             out.append('%s: %s is not a local alias name' % (var, key))
         else:
             for t in _given_targets(label, value, out):
-                if UNSAFE_TARGET_RE.search(t) and not allow_unsafe_targets:
+                if _line_break(t):
+                    out.append('%s: %r holds a line break' % (label, t))
+                elif UNSAFE_TARGET_RE.search(t) and not allow_unsafe_targets:
                     out.append('%s: %s runs a command or writes a file as the recipient;'
                                ' set postfix_server_allow_unsafe_targets: true to allow it' % (label, t))
 
 
+# The role's variables server_inventory() reads (each present in the role's defaults): the
+# action mailops.postfix.server_inventory reads them by these names.
+INVENTORY_VARS = (
+    'postfix_server_main_cf', 'postfix_server_main_cf_host',
+    'postfix_server_virtual_alias_domains', 'postfix_server_virtual_alias_domains_host',
+    'postfix_server_virtual_mailbox_domains', 'postfix_server_virtual_mailbox_domains_host',
+    'postfix_server_virtual_mailbox_map', 'postfix_server_virtual_mailbox_base',
+    'postfix_server_vmail_user', 'postfix_server_vmail_group', 'postfix_server_vmail_uid',
+    'postfix_server_vmail_gid', 'postfix_server_virtual_minimum_uid', 'postfix_server_virtual_transport',
+    'postfix_server_aliases', 'postfix_server_aliases_host', 'postfix_server_maps',
+    'postfix_server_maps_host', 'postfix_server_master_cf', 'postfix_server_master_cf_host',
+    'postfix_server_config_dir', 'postfix_server_virtual_alias_map', 'postfix_server_aliases_file',
+)
 ALIAS_DOMAIN_VARS = ('postfix_server_virtual_alias_domains', 'postfix_server_virtual_alias_domains_host')
 MAILBOX_DOMAIN_VARS = ('postfix_server_virtual_mailbox_domains', 'postfix_server_virtual_mailbox_domains_host')
 
@@ -587,7 +602,20 @@ def _joined(entries):
     return {k: v if isinstance(v, str) else ', '.join(v) for k, v in entries.items()}
 
 
+def _as_text(entries):
+    """Entries as one string, "KEY<TAB>VALUE" per line: how the role hands a large map to the
+    config module (entries_text), since Ansible templates and sends one string at once and a
+    dictionary item by item. The inventory checks refuse the line breaks (and keys with a blank)
+    that would make another line; checked again here, as the format's own rule."""
+    for key, value in entries.items():
+        if '\t' in key or _line_break(key) or _line_break(value):
+            raise AnsibleFilterError('%r: a key or value with a line break, or a key with a tab' % key)
+    return ''.join('%s\t%s\n' % kv for kv in entries.items())
+
+
 RESOLVED = ('domains', 'mailbox_domains', 'mailbox_entries', 'virtual_entries', 'alias_entries')
+# The entries again as text (_as_text), for the config module's entries_text.
+AS_TEXT = {'mailbox_entries': 'mailbox_text', 'virtual_entries': 'virtual_text', 'alias_entries': 'alias_text'}
 
 
 def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
@@ -597,7 +625,7 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
     inventory = _plain(inventory)
     out = {'problems': server_problems(inventory, allow_unsafe_targets=allow_unsafe_targets),
            'domains': [], 'mailbox_domains': [], 'mailbox_entries': {}, 'virtual_entries': {},
-           'alias_entries': {}}
+           'alias_entries': {}, 'mailbox_text': '', 'virtual_text': '', 'alias_text': ''}
     if out['problems']:
         out['counts'] = {k: 0 for k in RESOLVED}
         return out
@@ -617,6 +645,7 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
                virtual_entries=_joined(virtual_entries), alias_entries=_joined(alias_entries))
     # Sizes, for conditions and messages: `x | length` in a task walks a large x again.
     out['counts'] = {k: len(out[k]) for k in RESOLVED}
+    out.update((text, _as_text(out[k])) for k, text in AS_TEXT.items())
     return out
 
 

@@ -49,6 +49,23 @@ def parse_mode(value, where):
     return mode
 
 
+def entries_from_text(text, where):
+    """Entries given as one string, "KEY<TAB>VALUE" per line (entries_text): the same dictionary
+    as ``entries``, in a form Ansible templates and sends at once (a dictionary of thousands of
+    keys is walked item by item). Every entry is then checked as one given in ``entries``."""
+    out = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        key, tab, value = line.partition("\t")
+        if not tab:
+            raise PostfixError("%s: entries_text line %d: expected KEY<TAB>VALUE" % (where, number))
+        if key in out:
+            raise PostfixError("%s: entries_text line %d: %s given twice" % (where, number, key))
+        out[key] = value
+    return out
+
+
 class _Part(object):
     """One table (or the aliases file) of the run: its engine object and its planned edit."""
 
@@ -65,7 +82,12 @@ class _Part(object):
     @property
     def entries(self):
         given = self.spec.get("secret_entries")
-        return given if given is not None else (self.spec.get("entries") or {})
+        if given is not None:
+            return given
+        text = self.spec.get("entries_text")
+        if text is not None:
+            return entries_from_text(text, self.path)
+        return self.spec.get("entries") or {}
 
 
 class _ClientPart(object):
@@ -83,7 +105,7 @@ class _ClientPart(object):
 
     def edit(self, check_mode, backup=False, lock_timeout=None):
         spec = self.spec
-        if spec.get("entries") or spec.get("secret_entries"):
+        if spec.get("entries") or spec.get("secret_entries") or spec.get("entries_text"):
             raise PostfixError("%s: a %s table's entries are in its database; give its client parameters"
                                " (params, secret_params)" % (self.path, spec["type"]))
         res = _lookupclient.edit(self.path, spec["type"], params=spec.get("params") or {},

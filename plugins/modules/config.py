@@ -61,6 +61,14 @@ options:
         description: Keys and their values (a list value is rendered C(a, b)).
         type: dict
         default: {}
+      entries_text:
+        description:
+          - The same as O(tables[].entries) given as one string, C(KEY<TAB>VALUE) per line (a key
+            holds no tab; a line break ends the value). Every entry is checked as one given in
+            O(tables[].entries).
+          - For maps of thousands of entries - Ansible templates and sends one string at once, a
+            dictionary item by item (the M(mailops.postfix.server) role sends its maps this way).
+        type: str
       secret_entries:
         description:
           - The same as O(tables[].entries) for a table holding passwords; never logged, the
@@ -120,6 +128,11 @@ options:
         description: Names and their targets.
         type: dict
         default: {}
+      entries_text:
+        description:
+          - The same as O(aliases.entries) given as one string, C(NAME<TAB>TARGETS) per line, as
+            O(tables[].entries_text).
+        type: str
       exclusive:
         description: Remove every alias not given.
         type: bool
@@ -310,6 +323,7 @@ def main():
                 path=dict(type="path", required=True),
                 type=dict(type="str", choices=INDEXED_CHOICES + list(SOURCE_CHECKED_TYPES) + list(CLIENT_TYPES)),
                 entries=dict(type="dict", default={}),
+                entries_text=dict(type="str"),
                 params=dict(type="dict"),
                 # password, bind_pw: never logged, <hidden> in diffs.
                 secret_params=dict(type="dict", no_log=True),
@@ -319,15 +333,16 @@ def main():
                 compile=dict(type="bool", default=True),
                 mode=dict(type="raw"),
                 state=dict(type="str", default="present", choices=["present", "absent"]),
-            ), mutually_exclusive=[("entries", "secret_entries")]),
+            ), mutually_exclusive=[("entries", "secret_entries", "entries_text")]),
             aliases=dict(type="dict", options=dict(
                 path=dict(type="path", default="/etc/aliases"),
                 type=dict(type="str", choices=INDEXED_CHOICES),
                 entries=dict(type="dict", default={}),
+                entries_text=dict(type="str"),
                 exclusive=dict(type="bool", default=False),
                 compile=dict(type="bool", default=True),
                 allow_unsafe_targets=dict(type="bool", default=False),
-            )),
+            ), mutually_exclusive=[("entries", "entries_text")]),
             params=dict(type="dict", default={}),
             params_absent=dict(type="list", elements="str", default=[]),
             services=dict(type="list", elements="dict", default=[]),

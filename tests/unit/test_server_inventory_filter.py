@@ -252,6 +252,9 @@ def test_inventory_in_one_pass_equals_the_filters_one_by_one():
     assert got == {"problems": [], "domains": [{"domain": "example.tld"}], "mailbox_domains": [{"domain": "mbox.tld"}],
                    "mailbox_entries": server_mailbox_entries(mailbox_domains), "virtual_entries": joined,
                    "alias_entries": aliases,
+                   "mailbox_text": "".join("%s\t%s\n" % kv for kv in server_mailbox_entries(mailbox_domains).items()),
+                   "virtual_text": "".join("%s\t%s\n" % kv for kv in joined.items()),
+                   "alias_text": "".join("%s\t%s\n" % kv for kv in aliases.items()),
                    "counts": {"domains": 1, "mailbox_domains": 1, "mailbox_entries": 1, "virtual_entries": len(virtual),
                               "alias_entries": 3}}
     assert len(virtual) == 6
@@ -267,10 +270,28 @@ def test_inventory_with_problems_resolves_nothing():
                             "postfix_server_aliases": {"ok": ["root"]}}, BASE)
     assert len(got["problems"]) == 1 and "postfix_server_virtual_alias_domains[0].aliases" in got["problems"][0]
     assert got == {"problems": got["problems"], "domains": [], "mailbox_domains": [], "mailbox_entries": {},
-                   "virtual_entries": {}, "alias_entries": {},
+                   "virtual_entries": {}, "alias_entries": {}, "mailbox_text": "", "virtual_text": "", "alias_text": "",
                    "counts": {"domains": 0, "mailbox_domains": 0, "mailbox_entries": 0, "virtual_entries": 0,
                               "alias_entries": 0}}
     assert server_inventory("not a dictionary")["problems"] == ["the inventory must be a dictionary, got str"]
+
+
+def test_inventory_text_is_what_the_config_module_reads_back():
+    """The entries as text (entries_text) read back by the config engine are the entries; an
+    /etc/aliases target with a line break (which would add a line) is a problem, not text."""
+    from ansible_collections.mailops.postfix.plugins.module_utils._configuration import entries_from_text
+    inventory = {"postfix_server_virtual_alias_domains": [{"domain": "a.tld", "aliases": {"x": ["y@b.tld", "z"]},
+                                                            "catch_all": "ops"}],
+                 "postfix_server_aliases": {"ops": ["|/usr/bin/logger -t mail", "root"]}}
+    got = server_inventory(inventory, BASE, allow_unsafe_targets=True)
+    assert got["problems"] == []
+    for entries, text in (("virtual_entries", "virtual_text"), ("alias_entries", "alias_text")):
+        assert entries_from_text(got[text], "t") == got[entries] and list(entries_from_text(got[text], "t")) == list(got[entries])
+    assert got["alias_entries"]["ops"] == "|/usr/bin/logger -t mail, root"
+    broken = dict(inventory, postfix_server_aliases={"ops": ["root\nevil\t|/bin/sh"]})
+    got = server_inventory(broken, BASE, allow_unsafe_targets=True)
+    assert got["problems"] == ["postfix_server_aliases.ops: 'root\\nevil\\t|/bin/sh' holds a line break"]
+    assert got["alias_text"] == ""
 
 
 def test_inventory_result_is_plain_data():

@@ -224,3 +224,43 @@ def test_a_domain_moved_between_address_classes_in_one_edit(conf):
     res = run_module("config", dict(config_dir=conf, params={"virtual_mailbox_domains": "move.test"}), fail_ok=True)
     assert res["failed"] and "move.test" in res["msg"], res
     assert files(conf) == before
+
+
+def as_text(entries):
+    return "".join("%s\t%s\n" % (k, ", ".join(v) if isinstance(v, list) else v) for k, v in entries.items())
+
+
+def test_entries_as_text_are_the_same_entries(conf):
+    """entries_text (KEY<TAB>VALUE lines, how the server role sends its maps) writes what entries
+    writes: after a run with entries, the same state as text changes nothing, to the mtime; a
+    changed key as text is read back by real postmap; a malformed or injecting text refuses the
+    whole run before any file changes."""
+    run_module("config", args(conf))
+    before = files(conf)
+    a = args(conf)
+    a["tables"][0] = dict(a["tables"][0], entries_text=as_text(VIRTUAL))
+    del a["tables"][0]["entries"]
+    a["aliases"] = dict(a["aliases"], entries_text=as_text(ALIASES))
+    del a["aliases"]["entries"]
+    res = run_module("config", a)
+    assert not res["changed"], res
+    assert files(conf) == before
+
+    changed = dict(VIRTUAL, **{"info@example.tld": "bob@example.net"})
+    a["tables"][0]["entries_text"] = as_text(changed)
+    assert run_module("config", a)["changed"]
+    assert postmap_query(conf, "hash:%s/virtual" % conf, list(expected(changed))) == expected(changed)
+    before = files(conf)
+
+    for bad, why in (("info@example.tld bob@example.net\n", "line 1: expected KEY<TAB>VALUE"),
+                     ("a@example.tld\tx\na@example.tld\ty\n", "line 2: a@example.tld given twice")):
+        b = dict(a, tables=[dict(a["tables"][0], entries_text=bad)] + a["tables"][1:])
+        res = run_module("config", b, fail_ok=True)
+        assert res.get("failed") and why in res["msg"], res
+    # A value carrying a carriage return is checked as in entries: refused.
+    b = dict(a, aliases=dict(a["aliases"], entries_text="evil\troot\rroot: /tmp/x\n"))
+    assert run_module("config", b, fail_ok=True).get("failed")
+    # entries and entries_text together: refused by the argument spec.
+    b = dict(a, tables=[dict(a["tables"][0], entries=VIRTUAL)] + a["tables"][1:])
+    assert "mutually exclusive" in run_module("config", b, fail_ok=True)["msg"]
+    assert files(conf) == before

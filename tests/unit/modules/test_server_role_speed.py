@@ -101,3 +101,24 @@ def test_vmail_conflicts_are_reported_from_one_lookup(postfix_instance):
     assert ("postfix_server_vmail_gid: 1 is the id of group daemon, not of mailops-no-such-group"
             " (postfix_server_vmail_group); choose a free id") in out, out
     assert not (pf.root / "vhosts").exists()
+
+
+def test_inventory_templates_are_rendered_on_the_controller(postfix_instance):
+    """The inventory is read by an action on the controller that renders only the strings holding
+    a template: a target given as a template, a whole layer given as one, and a path built from
+    another variable all arrive rendered (real postmap and postalias answer them); keys are not
+    templates, as in Ansible's own templating."""
+    pf = postfix_instance
+    inv = dict(role_paths(pf), postfix_server_install=False, postfix_server_table_type="hash",
+               ops_target="team@x.test", host_aliases={"ops": ["{{ 'ro' ~ 'ot' }}"]},
+               postfix_server_virtual_alias_domains=[{"domain": "t.test", "aliases": {
+                   "ops": ["{{ ops_target }}", "plain@x.test"], "sales": "{{ 's' }}@x.test"}}],
+               postfix_server_aliases_host="{{ host_aliases }}")
+    inv["postfix_server_virtual_alias_map"] = "{{ postfix_server_config_dir }}/virtual"
+    run = run_playbooks(pf, inv, [ROLE_TASKS_PLAYBOOK])
+    assert run.rc == 0, run.out
+    virtual = "hash:%s/virtual" % pf.config_dir
+    assert pf.run("postmap", "-q", "ops@t.test", virtual).stdout.strip() == "team@x.test, plain@x.test"
+    assert pf.run("postmap", "-q", "sales@t.test", virtual).stdout.strip() == "s@x.test"
+    got = pf.run("postalias", "-q", "ops", "hash:%s/aliases" % pf.config_dir)
+    assert got.stdout.strip() == "root", got
