@@ -51,7 +51,9 @@ attributes:
     support: full
     description: Runs on the controller only.
 seealso:
-  - role: mailops.postfix.server
+  - plugin: mailops.postfix.server_inventory
+    plugin_type: filter
+  - module: mailops.postfix.config
 """
 
 EXAMPLES = r"""

@@ -280,8 +280,8 @@ def test_inventory_text_is_what_the_config_module_reads_back():
     """The entries as text (entries_text) read back by the config engine are the entries; an
     /etc/aliases target with a line break (which would add a line) is a problem, not text."""
     from ansible_collections.mailops.postfix.plugins.module_utils._configuration import entries_from_text
-    inventory = {"postfix_server_virtual_alias_domains": [{"domain": "a.tld", "aliases": {"x": ["y@b.tld", "z"]},
-                                                            "catch_all": "ops"}],
+    domain = {"domain": "a.tld", "aliases": {"x": ["y@b.tld", "z"]}, "catch_all": "ops"}
+    inventory = {"postfix_server_virtual_alias_domains": [domain],
                  "postfix_server_aliases": {"ops": ["|/usr/bin/logger -t mail", "root"]}}
     got = server_inventory(inventory, BASE, allow_unsafe_targets=True)
     assert got["problems"] == []
