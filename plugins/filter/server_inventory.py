@@ -299,11 +299,38 @@ def _virtual_alias_problems(where, domain, item, out, target_check=None):
                         out.append('%s: %s' % (label, problem))
 
 
-def _domain_problems(var, items, mydest, crossed, out):
-    for index, item in enumerate(_or_default(items, [])):
+# The options of an item of a domain list. The role checks these lists here, not through its
+# argument spec (whose pass over 10,000 aliases costs more than this whole check).
+ALIAS_DOMAIN_KEYS = ('domain', 'aliases', 'catch_all')
+MAILBOX_DOMAIN_KEYS = ('domain', 'users', 'aliases', 'catch_all')
+
+
+def _domain_items(var, items, known, out):
+    """(where, item) of each item of the domain list ``var``; what its shape gets wrong (not a
+    list, an item not a dictionary, an unknown option, a catch_all that is not targets) in ``out``."""
+    if items is None or items == '':
+        return
+    if not isinstance(items, list):
+        out.append('%s must be a list of domains, got %s' % (var, type(items).__name__))
+        return
+    for index, item in enumerate(items):
         where = '%s[%d]' % (var, index)
         if not isinstance(item, Mapping):
-            item = {}
+            out.append('%s must be a dictionary (%s), got %s' % (where, ', '.join(known), type(item).__name__))
+            continue
+        for key in sorted((k for k in item if k not in known), key=str):
+            close = difflib.get_close_matches(str(key), known, 1)
+            out.append('%s: unknown option %s (known: %s)%s' % (where, key, ', '.join(known),
+                                                                 '; did you mean %s?' % close[0] if close else ''))
+        catch_all = item.get('catch_all')
+        if catch_all is not None and not isinstance(catch_all, str) and not (
+                isinstance(catch_all, list) and all(isinstance(t, str) for t in catch_all)):
+            out.append('%s.catch_all must be a target or a list of targets, got %s' % (where, catch_all))
+        yield where, item
+
+
+def _domain_problems(var, items, mydest, crossed, out):
+    for where, item in _domain_items(var, items, ALIAS_DOMAIN_KEYS, out):
         domain = _domain_name(item)
         if not DOMAIN_RE.match(domain):
             out.append('%s.domain: %s is not a domain name' % (where, item.get('domain', '')))
@@ -431,10 +458,7 @@ def _bare_target_check(domain, merged):
 
 
 def _mailbox_domain_problems(var, items, merged, crossed, seen, out):
-    for index, item in enumerate(_or_default(items, [])):
-        where = '%s[%d]' % (var, index)
-        if not isinstance(item, Mapping):
-            item = {}
+    for where, item in _domain_items(var, items, MAILBOX_DOMAIN_KEYS, out):
         domain = _domain_name(item)
         if not DOMAIN_RE.match(domain):
             out.append('%s.domain: %s is not a domain name' % (where, item.get('domain', '')))

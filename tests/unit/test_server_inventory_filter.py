@@ -129,7 +129,7 @@ def test_domain_names():
         {"domain": ""}, "a string", {"domain": None}, {"domain": 12}, {"domain": "-bad.tld"}, {"domain": "nodot"},
         {"domain": " Good_1.Example-x.TLD "}]) == [
         "postfix_server_virtual_alias_domains[0].domain:  is not a domain name",
-        "postfix_server_virtual_alias_domains[1].domain:  is not a domain name",
+        "postfix_server_virtual_alias_domains[1] must be a dictionary (domain, aliases, catch_all), got str",
         "postfix_server_virtual_alias_domains[2].domain: None is not a domain name",
         "postfix_server_virtual_alias_domains[3].domain: 12 is not a domain name",
         "postfix_server_virtual_alias_domains[4].domain: -bad.tld is not a domain name",
@@ -202,6 +202,26 @@ def test_problems_in_variable_order():
     assert [p.split(".")[0].split("[")[0].split(":")[0] for p in got] == [
         "postfix_server_main_cf", "postfix_server_virtual_alias_domains_host", "postfix_server_virtual_mailbox_domains",
         "postfix_server_virtual_mailbox_domains_host", "postfix_server_vmail_uid", "postfix_server_aliases"]
+
+
+def test_domain_lists_shape_as_an_argument_spec_would_check_it():
+    """The domain lists are checked here, not through the role's argument spec: not a list, an item
+    not a dictionary, an unknown option (with the nearest known one), a catch_all that is not
+    targets - each reported, none raised."""
+    assert problems(virtual_alias_domains={"domain": "a.tld"}, virtual_mailbox_domains="m.tld") == [
+        "postfix_server_virtual_alias_domains must be a list of domains, got dict",
+        "postfix_server_virtual_mailbox_domains must be a list of domains, got str"]
+    assert problems(virtual_alias_domains=[{"domain": "a.tld", "alias": {"x": ["y"]}, "catch_all": 5}],
+                    virtual_mailbox_domains_host=[{"domain": "m.tld", "user": {}, "zz": 1}, 7]) == [
+        "postfix_server_virtual_alias_domains[0]: unknown option alias (known: domain, aliases, catch_all);"
+        " did you mean aliases?",
+        "postfix_server_virtual_alias_domains[0].catch_all must be a target or a list of targets, got 5",
+        "postfix_server_virtual_mailbox_domains_host[0]: unknown option user (known: domain, users, aliases,"
+        " catch_all); did you mean users?",
+        "postfix_server_virtual_mailbox_domains_host[0]: unknown option zz (known: domain, users, aliases, catch_all)",
+        "postfix_server_virtual_mailbox_domains_host[1] must be a dictionary (domain, users, aliases, catch_all), got int"]
+    assert problems(virtual_alias_domains=[{"domain": "a.tld", "catch_all": "ops"}],
+                    virtual_mailbox_domains=[{"domain": "m.tld", "users": {"u": None}, "catch_all": ["u"]}]) == []
 
 
 def test_non_mapping_aliases_of_a_domain_are_an_error():

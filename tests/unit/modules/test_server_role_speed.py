@@ -122,3 +122,39 @@ def test_inventory_templates_are_rendered_on_the_controller(postfix_instance):
     assert pf.run("postmap", "-q", "sales@t.test", virtual).stdout.strip() == "s@x.test"
     got = pf.run("postalias", "-q", "ops", "hash:%s/aliases" % pf.config_dir)
     assert got.stdout.strip() == "root", got
+
+
+INVENTORY_PLAYBOOK = """\
+---
+- name: The server role's inventory entry point
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Check the inventory
+      ansible.builtin.include_role:
+        name: mailops.postfix.server
+        tasks_from: inventory
+"""
+
+
+def test_inventory_entry_point_checks_without_touching_the_host(postfix_instance):
+    """An unknown option of a domain, which the main entry point's argument spec no longer sees,
+    fails the role's own check with the nearest known option named (and the `inventory` entry
+    point's argument spec, which documents these variables, refuses it too); a good inventory
+    passes the `inventory` entry point, whose tasks read no host; no file changes."""
+    pf = postfix_instance
+    before = snapshot(pf.config_dir)
+    bad = dict(role_paths(pf), postfix_server_virtual_alias_domains=[{"domain": "a.test", "alias": {"x": ["y@b.test"]}}])
+    run = run_playbooks(pf, bad, [ROLE_TASKS_PLAYBOOK])
+    assert run.rc != 0 and run.tasks[-1].startswith("Check the inventory"), run.out
+    assert ("postfix_server_virtual_alias_domains[0]: unknown option alias (known: domain, aliases, catch_all);"
+            " did you mean aliases?") in run.out, run.out
+    run = run_playbooks(pf, bad, [INVENTORY_PLAYBOOK])
+    assert run.rc != 0 and "postfix_server_virtual_alias_domains.alias" in run.out, run.out
+    good = dict(bad, postfix_server_virtual_alias_domains=[{"domain": "a.test", "aliases": {"x": ["y@b.test"]}}])
+    run = run_playbooks(pf, good, [INVENTORY_PLAYBOOK])
+    assert run.rc == 0, run.out
+    assert "1 virtual alias domain(s)" in run.out
+    assert run.tasks[-2:] == ["Resolve the inventory (domains, mailboxes, aliases, targets, main.cf)",
+                              "Check the inventory (domains, mailboxes, aliases, targets, main.cf)"], run.tasks
+    assert snapshot(pf.config_dir) == before
