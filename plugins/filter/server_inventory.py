@@ -649,9 +649,9 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
     inventory = _plain(inventory)
     out = {'problems': server_problems(inventory, allow_unsafe_targets=allow_unsafe_targets),
            'domains': [], 'mailbox_domains': [], 'mailbox_entries': {}, 'virtual_entries': {},
-           'alias_entries': {}, 'mailbox_text': '', 'virtual_text': '', 'alias_text': ''}
+           'alias_entries': {}, 'mailbox_text': '', 'virtual_text': '', 'alias_text': '', 'addresses': []}
     if out['problems']:
-        out['counts'] = {k: 0 for k in RESOLVED}
+        out['counts'] = {k: 0 for k in RESOLVED + ('addresses',)}
         return out
     domains = server_domains(*(inventory.get(var) for var in ALIAS_DOMAIN_VARS))
     mailbox_domains = server_mailbox_domains(*(inventory.get(var) for var in MAILBOX_DOMAIN_VARS))
@@ -668,7 +668,12 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
                mailbox_entries=server_mailbox_entries(mailbox_domains),
                virtual_entries=_joined(virtual_entries), alias_entries=_joined(alias_entries))
     # Sizes, for conditions and messages: `x | length` in a task walks a large x again.
-    out['counts'] = {k: len(out[k]) for k in RESOLVED}
+    # The addresses the route module follows: catch-all keys (@domain) are not addresses; every
+    # mailbox is one.
+    addresses = dict.fromkeys(k for k in out['virtual_entries'] if not k.startswith('@'))
+    addresses.update(dict.fromkeys(out['mailbox_entries']))
+    out['addresses'] = list(addresses)
+    out['counts'] = {k: len(out[k]) for k in RESOLVED + ('addresses',)}
     out.update((text, _as_text(out[k])) for k, text in AS_TEXT.items())
     return out
 

@@ -28,6 +28,7 @@ import stat
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _atomic
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import entries_from_text
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import (
     ALIASES, TABLE, Table, apply_entries, plan_entries,
 )
@@ -47,23 +48,6 @@ def parse_mode(value, where):
     if not 0 <= mode <= 0o7777:
         raise PostfixError("%s: mode %r is out of range" % (where, value))
     return mode
-
-
-def entries_from_text(text, where):
-    """Entries given as one string, "KEY<TAB>VALUE" per line (entries_text): the same dictionary
-    as ``entries``, in a form Ansible templates and sends at once (a dictionary of thousands of
-    keys is walked item by item). Every entry is then checked as one given in ``entries``."""
-    out = {}
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line:
-            continue
-        key, tab, value = line.partition("\t")
-        if not tab:
-            raise PostfixError("%s: entries_text line %d: expected KEY<TAB>VALUE" % (where, number))
-        if key in out:
-            raise PostfixError("%s: entries_text line %d: %s given twice" % (where, number, key))
-        out[key] = value
-    return out
 
 
 class _Part(object):

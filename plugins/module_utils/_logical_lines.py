@@ -817,3 +817,21 @@ class LineDocument(object):
 
     def _render_new(self, raw_key, stored, ref):
         raise NotImplementedError
+
+
+def entries_from_text(text, where):
+    """Entries given as one string, "KEY<TAB>VALUE" per line (the config module's entries_text, the
+    route module's staged tables): the same dictionary as ``entries``, in a form Ansible templates
+    and sends at once (a dictionary of thousands of keys is walked item by item). Every entry is
+    then checked as one given as a dictionary."""
+    out = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        key, tab, value = line.partition("\t")
+        if not tab:
+            raise PostfixError("%s: entries as text, line %d: expected KEY<TAB>VALUE" % (where, number))
+        if key in out:
+            raise PostfixError("%s: entries as text, line %d: %s given twice" % (where, number, key))
+        out[key] = value
+    return out

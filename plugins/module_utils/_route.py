@@ -69,7 +69,7 @@ import time
 
 from ansible_collections.mailops.postfix.plugins.module_utils import _aliasfile, _db, _mapbuild, _mastercf
 from ansible_collections.mailops.postfix.plugins.module_utils import _maincf, _tablefile
-from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import fold_key, to_bytes
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import entries_from_text, fold_key, to_bytes
 from ansible_collections.mailops.postfix.plugins.module_utils import _postfix
 from ansible_collections.mailops.postfix.plugins.module_utils._address_classes import class_domains
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
@@ -138,7 +138,8 @@ class _Tables(object):
         self.alias_refs = set()  # refs of alias_maps: staged values rendered as aliases(5)
 
     def stage(self, tables, merge=()):
-        """Tables as they will be (see the module docstring): ``{TYPE:PATH or PATH: {key: value}}``."""
+        """Tables as they will be (see the module docstring): ``{TYPE:PATH or PATH: {key: value}}``,
+        or the entries as text, "KEY<TAB>VALUE" per line."""
         merge = set(merge or ())
         for spec, entries in (tables or {}).items():
             typ, sep, path = str(spec).partition(":")
@@ -153,8 +154,13 @@ class _Tables(object):
                 raise RouteError("staged table %s: give the absolute path of the table's source" % spec)
             if entries is None:
                 entries = {}
+            if isinstance(entries, str):
+                try:
+                    entries = entries_from_text(entries, "staged table %s" % spec)
+                except PostfixError as e:
+                    raise RouteError(str(e))
             if not isinstance(entries, dict):
-                raise RouteError("staged table %s: entries must be a dict of key: value" % spec)
+                raise RouteError("staged table %s: entries must be a dict of key: value, or text" % spec)
             folded = {}
             for key, value in entries.items():
                 try:

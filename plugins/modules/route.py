@@ -100,6 +100,9 @@ options:
             C(cidr) or C(texthash) source that does not exist yet as empty, named in
             RV(routes.limits)).
           - A table that is in C(alias_maps) gets its values parsed as aliases(5) values.
+          - The entries may also be given as one string, C(KEY<TAB>VALUE) per line (as
+            M(mailops.postfix.config)'s C(entries_text)), which Ansible templates and sends at once:
+            the M(mailops.postfix.server) role stages its maps this way.
         type: dict
         default: {}
       merge:

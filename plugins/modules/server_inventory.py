@@ -110,9 +110,16 @@ alias_text:
   description: RV(alias_entries) as one string, the same way.
   returned: always
   type: str
+addresses:
+  description: The addresses the role routes, the keys of RV(virtual_entries) but the catch-alls (C(@domain)), then the mailboxes.
+  returned: always
+  type: list
+  elements: str
 counts:
-  description: The number of each of RV(domains), RV(mailbox_domains), RV(mailbox_entries), RV(virtual_entries) and RV(alias_entries).
+  description: >-
+    The number of each of RV(domains), RV(mailbox_domains), RV(mailbox_entries), RV(virtual_entries), RV(alias_entries)
+    and RV(addresses).
   returned: always
   type: dict
-  sample: {domains: 2, mailbox_domains: 0, mailbox_entries: 0, virtual_entries: 12, alias_entries: 3}
+  sample: {domains: 2, mailbox_domains: 0, mailbox_entries: 0, virtual_entries: 12, alias_entries: 3, addresses: 11}
 """

@@ -86,12 +86,16 @@ def test_staged_keys_fold_like_postmap(postfix_instance):
     path = os.path.join(conf, "virtual")
     entries = {"Alice@Example.TLD": ["Bob@x.test", "carol"], "ÉTÉ@exemple.test": "été@x.test", "@CATCH.test": "z"}
     router = _route.Router(conf, staged=dict(tables={path: entries}))
+    # The same entries as text (KEY<TAB>VALUE lines, how the server role stages its maps).
+    text = "".join("%s\t%s\n" % (k, ", ".join(v) if isinstance(v, list) else v) for k, v in entries.items())
+    router_text = _route.Router(conf, staged=dict(tables={path: text}))
     run_module("lookup_table", dict(path=path, config_dir=conf, entries=entries, exclusive=True))
     for query in ("alice@example.tld", "ALICE@EXAMPLE.TLD", "été@exemple.test", "ÉTÉ@EXEMPLE.TEST",
                   "@catch.test", "nobody@example.tld"):
         proc = pf.run("postmap", "-q", query, "hash:%s" % path, check=False)
         real = proc.stdout.rstrip("\n") if proc.returncode == 0 else None
         assert router.tables.lookup("hash:%s" % path, query) == real, query
+        assert router_text.tables.lookup("hash:%s" % path, query) == real, query
 
 
 def test_merge_lays_staged_entries_over_the_table(postfix_instance):
@@ -158,6 +162,8 @@ def test_bad_staged_input(postfix_instance):
             (dict(tables={"regexp:/etc/x": {}}), "staged table regexp:/etc/x: only indexed tables"),
             (dict(tables={"virtual": {}}), "staged table virtual: give the absolute path"),
             (dict(tables={"/etc/x": {}}, merge=["/etc/y"]), "staged merge names tables that are not staged: /etc/y"),
+            (dict(tables={"/etc/x": "a@x.test\tb\nc@x.test d\n"}),
+             "staged table /etc/x: entries as text, line 2: expected KEY<TAB>VALUE"),
             (dict(params={"bad name": "x"}), "staged params: invalid main.cf parameter name")):
         res = run_module("route", dict(config_dir=conf, addresses=["x"], staged=staged), fail_ok=True)
         assert res["failed"] and res["msg"].startswith(message), (staged, res["msg"])

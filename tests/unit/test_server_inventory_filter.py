@@ -275,8 +275,9 @@ def test_inventory_in_one_pass_equals_the_filters_one_by_one():
                    "mailbox_text": "".join("%s\t%s\n" % kv for kv in server_mailbox_entries(mailbox_domains).items()),
                    "virtual_text": "".join("%s\t%s\n" % kv for kv in joined.items()),
                    "alias_text": "".join("%s\t%s\n" % kv for kv in aliases.items()),
+                   "addresses": [k for k in joined if not k.startswith("@")],
                    "counts": {"domains": 1, "mailbox_domains": 1, "mailbox_entries": 1, "virtual_entries": len(virtual),
-                              "alias_entries": 3}}
+                              "alias_entries": 3, "addresses": 4}}
     assert len(virtual) == 6
     assert got["virtual_entries"]["info@example.tld"] == "host"
     assert got["virtual_entries"]["alice@mbox.tld"] == "alice@mbox.tld"
@@ -291,8 +292,9 @@ def test_inventory_with_problems_resolves_nothing():
     assert len(got["problems"]) == 1 and "postfix_server_virtual_alias_domains[0].aliases" in got["problems"][0]
     assert got == {"problems": got["problems"], "domains": [], "mailbox_domains": [], "mailbox_entries": {},
                    "virtual_entries": {}, "alias_entries": {}, "mailbox_text": "", "virtual_text": "", "alias_text": "",
+                   "addresses": [],
                    "counts": {"domains": 0, "mailbox_domains": 0, "mailbox_entries": 0, "virtual_entries": 0,
-                              "alias_entries": 0}}
+                              "alias_entries": 0, "addresses": 0}}
     assert server_inventory("not a dictionary")["problems"] == ["the inventory must be a dictionary, got str"]
 
 

@@ -252,8 +252,8 @@ def test_entries_as_text_are_the_same_entries(conf):
     assert postmap_query(conf, "hash:%s/virtual" % conf, list(expected(changed))) == expected(changed)
     before = files(conf)
 
-    for bad, why in (("info@example.tld bob@example.net\n", "line 1: expected KEY<TAB>VALUE"),
-                     ("a@example.tld\tx\na@example.tld\ty\n", "line 2: a@example.tld given twice")):
+    for bad, why in (("info@example.tld bob@example.net\n", "entries as text, line 1: expected KEY<TAB>VALUE"),
+                     ("a@example.tld\tx\na@example.tld\ty\n", "entries as text, line 2: a@example.tld given twice")):
         b = dict(a, tables=[dict(a["tables"][0], entries_text=bad)] + a["tables"][1:])
         res = run_module("config", b, fail_ok=True)
         assert res.get("failed") and why in res["msg"], res
