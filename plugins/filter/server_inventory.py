@@ -320,8 +320,8 @@ def _domain_items(var, items, known, out):
             continue
         for key in sorted((k for k in item if k not in known), key=str):
             close = difflib.get_close_matches(str(key), known, 1)
-            out.append('%s: unknown option %s (known: %s)%s' % (where, key, ', '.join(known),
-                                                                 '; did you mean %s?' % close[0] if close else ''))
+            hint = '; did you mean %s?' % close[0] if close else ''
+            out.append('%s: unknown option %s (known: %s)%s' % (where, key, ', '.join(known), hint))
         catch_all = item.get('catch_all')
         if catch_all is not None and not isinstance(catch_all, str) and not (
                 isinstance(catch_all, list) and all(isinstance(t, str) for t in catch_all)):

@@ -140,6 +140,12 @@ options:
         description: Key -> the value it must answer (a list is compared as C(a, b)).
         type: dict
         default: {}
+      entries_text:
+        description:
+          - The same as O(expect[].entries) given as one string, C(KEY<TAB>VALUE) per line (as
+            M(mailops.postfix.config)'s C(entries_text)), which Ansible templates and sends at once
+            (the M(mailops.postfix.server) role checks its maps this way).
+        type: str
       secret_entries:
         description:
           - The same for a table holding passwords; never logged, and a mismatch names the key only.
@@ -315,6 +321,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
+from ansible_collections.mailops.postfix.plugins.module_utils._logical_lines import entries_from_text
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES, Table
 from ansible_collections.mailops.postfix.plugins.module_utils._netquery import NetworkTable, compare
 
@@ -338,9 +345,11 @@ def main():
                 type=dict(type="str", choices=["hash", "cdb", "lmdb"] + list(SOURCE_CHECKED_TYPES)),
                 table=dict(type="str"),
                 entries=dict(type="dict", default={}),
+                entries_text=dict(type="str"),
                 # Passwords (smtp_sasl_password_maps): never logged, never in a message.
                 secret_entries=dict(type="dict", no_log=True),
-            ), mutually_exclusive=[("path", "table"), ("table", "type"), ("entries", "secret_entries")],
+            ), mutually_exclusive=[("path", "table"), ("table", "type"),
+                                   ("entries", "secret_entries", "entries_text")],
                 required_one_of=[("path", "table")]),
         ),
         mutually_exclusive=[("query", "dump"), ("query", "force"), ("dump", "force"), ("path", "table"),
@@ -388,6 +397,8 @@ def expectations(p):
     for spec in p["expect"]:
         secret = spec["secret_entries"] is not None
         entries = spec["secret_entries"] if secret else spec["entries"]
+        if spec["entries_text"] is not None:
+            entries = entries_from_text(spec["entries_text"], spec["label"] or spec["path"] or spec["table"])
         keys = list(entries)
         if spec["table"] is not None:
             net = NetworkTable(spec["table"], p["config_dir"], p["timeout"])

@@ -101,7 +101,7 @@ options:
             RV(routes.limits)).
           - A table that is in C(alias_maps) gets its values parsed as aliases(5) values.
           - The entries may also be given as one string, C(KEY<TAB>VALUE) per line (as
-            M(mailops.postfix.config)'s C(entries_text)), which Ansible templates and sends at once:
+            M(mailops.postfix.config)'s C(entries_text)), which Ansible templates and sends at once;
             the M(mailops.postfix.server) role stages its maps this way.
         type: dict
         default: {}

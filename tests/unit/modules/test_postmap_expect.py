@@ -40,6 +40,13 @@ def test_mismatches_named_secret_values_never_shown(conf):
         "sasl: [relay.test]:587 resolves to another value (secret map)",
         "sasl: [gone.test]:587 has no entry"]
     assert SECRET not in json.dumps(res)
+    # The same expectations as text (KEY<TAB>VALUE lines): the same answer.
+    text = "info@example.tld\talice@example.net\nsales@example.tld\ta@x.test, b@x.test\nGone@example.tld\tx@x.test\n"
+    again = run_module("postmap", dict(config_dir=conf, expect=[dict(path=virtual, type="hash", entries_text=text)]))
+    assert again["checked"] == res["checked"][:1] and again["mismatches"] == res["mismatches"][:1]
+    bad = run_module("postmap", dict(config_dir=conf, expect=[dict(label="v", path=virtual, entries_text="k v\n")]),
+                     fail_ok=True)
+    assert bad["failed"] and bad["msg"] == "v: entries as text, line 1: expected KEY<TAB>VALUE", bad
 
 
 def test_network_table_expect_and_probe(conf, tmp_path):
