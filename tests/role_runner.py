@@ -35,18 +35,25 @@ ROLE_TASKS_PLAYBOOK = """\
         tasks_from: configure
 """
 
-# A play of its own: a conditional import would put its condition on the role's handlers too.
-VERIFY_PLAYBOOK = """\
+
+
+def entry_point_playbook(name):
+    """A play of its own that runs the role's entry point ``name`` (a conditional import would put
+    its condition on the role's handlers too)."""
+    return """\
 ---
-- name: The server role's verify entry point
+- name: The server role's %(name)s entry point
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Verify
+    - name: Entry point %(name)s
       ansible.builtin.import_role:
         name: mailops.postfix.server
-        tasks_from: verify
-"""
+        tasks_from: %(name)s
+""" % {"name": name}
+
+
+VERIFY_PLAYBOOK = entry_point_playbook("verify")
 
 TASK_RE = re.compile(r"(?:TASK|RUNNING HANDLER) \[(?:mailops\.postfix\.server : )?(.*)\] \**$")
 RECAP_RE = re.compile(r"localhost\s+: ok=\d+\s+changed=(\d+)")

@@ -36,16 +36,12 @@ options:
         maps), as C(postfix_server_allow_unsafe_targets).
     type: bool
     default: false
+extends_documentation_fragment:
+  - mailops.postfix.common.read_only
 attributes:
   action:
     support: full
     description: Runs on the controller.
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
   platform:
     platforms: all
     support: full

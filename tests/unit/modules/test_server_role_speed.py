@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from role_runner import ROLE_TASKS_PLAYBOOK, role_paths, run_playbooks
+from role_runner import ROLE_TASKS_PLAYBOOK, entry_point_playbook, role_paths, run_playbooks
 
 PLAYBOOK = """\
 ---
@@ -124,17 +124,7 @@ def test_inventory_templates_are_rendered_on_the_controller(postfix_instance):
     assert got.stdout.strip() == "root", got
 
 
-INVENTORY_PLAYBOOK = """\
----
-- name: The server role's inventory entry point
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Check the inventory
-      ansible.builtin.include_role:
-        name: mailops.postfix.server
-        tasks_from: inventory
-"""
+INVENTORY_PLAYBOOK = entry_point_playbook("inventory")
 
 
 def test_inventory_entry_point_checks_without_touching_the_host(postfix_instance):
