@@ -36,7 +36,6 @@ ROLE_TASKS_PLAYBOOK = """\
 """
 
 
-
 def entry_point_playbook(name):
     """A play of its own that runs the role's entry point ``name`` (a conditional import would put
     its condition on the role's handlers too)."""
