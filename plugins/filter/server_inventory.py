@@ -638,6 +638,8 @@ def _as_text(entries):
 
 
 RESOLVED = ('domains', 'mailbox_domains', 'mailbox_entries', 'virtual_entries', 'alias_entries')
+# What the result counts (counts): the resolved items and the addresses to route.
+COUNTED = RESOLVED + ('addresses',)
 # The entries again as text (_as_text), for the config module's entries_text.
 AS_TEXT = {'mailbox_entries': 'mailbox_text', 'virtual_entries': 'virtual_text', 'alias_entries': 'alias_text'}
 
@@ -651,7 +653,7 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
            'domains': [], 'mailbox_domains': [], 'mailbox_entries': {}, 'virtual_entries': {},
            'alias_entries': {}, 'mailbox_text': '', 'virtual_text': '', 'alias_text': '', 'addresses': []}
     if out['problems']:
-        out['counts'] = {k: 0 for k in RESOLVED + ('addresses',)}
+        out['counts'] = {k: 0 for k in COUNTED}
         return out
     domains = server_domains(*(inventory.get(var) for var in ALIAS_DOMAIN_VARS))
     mailbox_domains = server_mailbox_domains(*(inventory.get(var) for var in MAILBOX_DOMAIN_VARS))
@@ -673,7 +675,7 @@ def server_inventory(inventory, base_aliases=None, allow_unsafe_targets=False):
     addresses = dict.fromkeys(k for k in out['virtual_entries'] if not k.startswith('@'))
     addresses.update(dict.fromkeys(out['mailbox_entries']))
     out['addresses'] = list(addresses)
-    out['counts'] = {k: len(out[k]) for k in RESOLVED + ('addresses',)}
+    out['counts'] = {k: len(out[k]) for k in COUNTED}
     out.update((text, _as_text(out[k])) for k, text in AS_TEXT.items())
     return out
 
