@@ -21,18 +21,10 @@ ROLE_TASKS_PLAYBOOK = """\
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Validate
+    - name: The role but the service state
       ansible.builtin.import_role:
         name: mailops.postfix.server
-        tasks_from: validate
-    - name: Install
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: install
-    - name: Configure
-      ansible.builtin.import_role:
-        name: mailops.postfix.server
-        tasks_from: configure
+        tasks_from: apply
 """
 
 

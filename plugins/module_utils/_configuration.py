@@ -211,14 +211,35 @@ def _remove_table(part, check_mode):
     return gone
 
 
+def unmet_expectations(info, expect):
+    """What of ``expect`` (the config module's option of that name) the host, as ``info``
+    (_postfix.host_info) shows it, does not meet: one line each, empty when all holds."""
+    if "msg" in info:
+        return ["Postfix cannot be read: %s" % info["msg"]]
+    out = []
+    want = expect.get("default_database_type")
+    if want and info["default_database_type"] != want:
+        out.append("default_database_type is %s, not %s" % (info["default_database_type"], want))
+    missing = sorted(set(expect.get("map_types") or ()) - set(info["map_types"]))
+    if missing:
+        out.append("table types not in postconf -m: %s" % ", ".join(missing))
+    if expect.get("python_lmdb") and not info["python_lmdb"]:
+        out.append("the Python lmdb binding is not installed")
+    kinds = set(expect.get("no_tables_of_type") or ())
+    named = ["%s:%s" % (t["type"], t["path"]) for t in info["tables"] if t["type"] in kinds]
+    if named:
+        out.append("main.cf or master.cf names %s" % ", ".join(named))
+    return out
+
+
 def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), services=(), backup=False,
-          check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT, proxy_read=()):
+          check_mode=False, lock_timeout=_atomic.DEFAULT_LOCK_TIMEOUT, proxy_read=(), binary=None):
     """Bring ``tables`` (dicts as the config module's options), ``aliases``, main.cf
     (``params`` set, ``params_absent`` removed) and master.cf (``services``) to the declared
     state; ``proxy_read`` tables (TYPE:NAME) are added to proxy_read_maps unless it allows them
     already. Returns the module result: one entry per part, ``reload_required`` when main.cf,
     master.cf, a client file or a table without an index changed (or a table was removed),
-    and one diff list."""
+    and one diff list. ``binary``: the _postfix.Binary to ask (its postconf -d is read once)."""
     params = dict(params or {})
     params_absent = list(params_absent or [])
     both = sorted(set(params) & set(params_absent))
@@ -231,7 +252,7 @@ def apply(config_dir, tables=(), aliases=None, params=None, params_absent=(), se
     # The tables are compiled as Postfix will read them: with main.cf as this run leaves it
     # (myhostname goes into an alias database's YP_MASTER_NAME, smtputf8_enable decides how keys
     # fold, main.cf may name a table's type).
-    maincf, config = _postfix.load(config_dir, missing_ok=True)
+    maincf, config = _postfix.load(config_dir, binary, missing_ok=True)
     maincf.set_many(params)
     maincf.remove_many(params_absent)
     config = _maincf.Config(maincf, config.defaults)

@@ -726,6 +726,26 @@ def facts(config_dir, binary=None):
     }
 
 
+def host_info(config_dir, service_name="postfix", binary=None):
+    """What the postfix_info module returns: facts() (its warnings as warnings_main_cf), the
+    host (os-release), whether service ``service_name`` starts at boot and whether the Python
+    lmdb binding imports. When Postfix cannot be read, ``msg`` says why and the keys of facts()
+    are missing (mail_version among them)."""
+    out = {"host": host_facts(), "service": service_facts(service_name)}
+    try:
+        out.update(facts(config_dir, binary))
+    except PostfixError as e:
+        out["msg"] = str(e)
+        return out
+    out["warnings_main_cf"] = out.pop("warnings")
+    try:
+        import lmdb  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
+        out["python_lmdb"] = True
+    except ImportError:
+        out["python_lmdb"] = False
+    return out
+
+
 # -- reload --------------------------------------------------------------------------
 
 class PreflightFailed(PostfixError):

@@ -177,6 +177,48 @@ options:
       - Keep a timestamped copy of each file before changing it.
     type: bool
     default: false
+  facts:
+    description:
+      - Also return the Postfix facts, read before anything is written, as
+        M(mailops.postfix.postfix_info) returns them (RV(facts)), so that a caller needs no second
+        module run to learn them.
+    type: bool
+    default: false
+  service_name:
+    description: The init system's name of the Postfix service, for RV(facts).
+    type: str
+    default: postfix
+  expect:
+    description:
+      - What the host must be like for this run to write anything, checked first, before any
+        file is read for editing. When any of it does not hold, nothing is changed, RV(ready) is
+        V(false) and RV(unmet) says what did not hold; the task does not fail, so that the caller
+        can install, migrate and run again. Postfix must also be readable (installed, main.cf
+        parsed).
+      - The M(mailops.postfix.server) role writes in a single module run this way when nothing
+        is to be installed or migrated.
+    type: dict
+    suboptions:
+      default_database_type:
+        description: C(default_database_type) of this Postfix (the table type the caller chose from it).
+        type: str
+      map_types:
+        description: Table types that C(postconf -m) must list.
+        type: list
+        elements: str
+        default: []
+      python_lmdb:
+        description: The Python lmdb binding must be installed.
+        type: bool
+        default: false
+      no_tables_of_type:
+        description:
+          - Table types that no table of main.cf or master.cf may have (as
+            M(mailops.postfix.postfix_info)'s RV(mailops.postfix.postfix_info#module:tables) lists
+            them), for example V([hash, btree]) before they are migrated.
+        type: list
+        elements: str
+        default: []
 extends_documentation_fragment:
   - mailops.postfix.common.config_dir
   - mailops.postfix.common.lock_timeout
@@ -289,18 +331,40 @@ restart_required:
   description: A main.cf parameter that Postfix reads only at start changed (see RV(main_cf)).
   returned: always
   type: bool
+ready:
+  description:
+    - Everything O(expect) asks for holds (always V(true) without O(expect)); when V(false), no
+      file was read for editing or changed and only RV(changed), RV(reload_required),
+      RV(restart_required), RV(unmet) and RV(facts) are returned.
+  returned: always
+  type: bool
+unmet:
+  description: What of O(expect) did not hold, one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["table types not in postconf -m: lmdb", "main.cf or master.cf names hash:/etc/aliases"]
+facts:
+  description:
+    - The Postfix facts as they were before this run, with the keys M(mailops.postfix.postfix_info) returns
+      (C(mail_version), C(default_database_type), C(map_types), C(tables), C(running), C(host),
+      C(service), C(python_lmdb)...); when Postfix cannot be read, only C(host), C(service) and
+      C(msg) (why).
+  returned: when O(facts) is true or O(expect) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.mailops.postfix.plugins.module_utils._atomic import DEFAULT_LOCK_TIMEOUT
-from ansible_collections.mailops.postfix.plugins.module_utils._configuration import apply
+from ansible_collections.mailops.postfix.plugins.module_utils._configuration import apply, unmet_expectations
 from ansible_collections.mailops.postfix.plugins.module_utils._entries_module import INDEXED_CHOICES
 from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
 from ansible_collections.mailops.postfix.plugins.module_utils._lookupclient import TYPES as CLIENT_TYPES
 from ansible_collections.mailops.postfix.plugins.module_utils._mapbuild import SOURCE_CHECKED_TYPES
 from ansible_collections.mailops.postfix.plugins.module_utils._mastercf import SERVICE_OPTIONS
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import Binary, host_info
 
 
 def checked_services(module, services):
@@ -349,17 +413,34 @@ def main():
             proxy_read_maps=dict(type="list", elements="str", default=[]),
             backup=dict(type="bool", default=False),
             lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
+            facts=dict(type="bool", default=False),
+            service_name=dict(type="str", default="postfix"),
+            expect=dict(type="dict", options=dict(
+                default_database_type=dict(type="str"),
+                map_types=dict(type="list", elements="str", default=[]),
+                python_lmdb=dict(type="bool", default=False),
+                no_tables_of_type=dict(type="list", elements="str", default=[]),
+            )),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    binary = Binary()
+    facts = {}
+    if p["facts"] or p["expect"] is not None:
+        facts = dict(facts=host_info(p["config_dir"], p["service_name"], binary))
+    unmet = unmet_expectations(facts["facts"], p["expect"]) if p["expect"] is not None else []
+    if unmet:
+        module.exit_json(changed=False, ready=False, unmet=unmet, reload_required=False, restart_required=False,
+                         **facts)
     try:
         result = apply(p["config_dir"], tables=p["tables"], aliases=p["aliases"], params=p["params"],
                        params_absent=p["params_absent"], services=checked_services(module, p["services"]),
                        backup=p["backup"], proxy_read=p["proxy_read_maps"],
-                       check_mode=module.check_mode, lock_timeout=p["lock_timeout"])
+                       check_mode=module.check_mode, lock_timeout=p["lock_timeout"], binary=binary)
     except PostfixError as e:
-        module.fail_json(msg=str(e))
+        module.fail_json(msg=str(e), **facts)
+    result.update(ready=True, unmet=[], **facts)
     for part in result["tables"] + ([result["aliases"]] if "aliases" in result else []):
         for warning in part.pop("source_warnings", []):
             module.warn(warning)

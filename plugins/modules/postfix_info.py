@@ -282,8 +282,7 @@ warnings_main_cf:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mailops.postfix.plugins.module_utils._errors import PostfixError
-from ansible_collections.mailops.postfix.plugins.module_utils._postfix import facts, host_facts, service_facts
+from ansible_collections.mailops.postfix.plugins.module_utils._postfix import host_info
 
 
 def main():
@@ -294,18 +293,10 @@ def main():
         ),
         supports_check_mode=True,
     )
-    host = host_facts()
-    try:
-        result = facts(module.params["config_dir"])
-    except PostfixError as e:
-        module.fail_json(msg=str(e), host=host)
-    result["warnings_main_cf"] = result.pop("warnings")
-    try:
-        import lmdb  # noqa: F401 pylint: disable=import-outside-toplevel,unused-import
-        result["python_lmdb"] = True
-    except ImportError:
-        result["python_lmdb"] = False
-    module.exit_json(changed=False, host=host, service=service_facts(module.params["service_name"]), **result)
+    result = host_info(module.params["config_dir"], module.params["service_name"])
+    if "msg" in result:
+        module.fail_json(**result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -264,3 +264,69 @@ def test_entries_as_text_are_the_same_entries(conf):
     b = dict(a, tables=[dict(a["tables"][0], entries=VIRTUAL)] + a["tables"][1:])
     assert "mutually exclusive" in run_module("config", b, fail_ok=True)["msg"]
     assert files(conf) == before
+
+
+def test_expect_unmet_changes_nothing_and_says_why(conf):
+    """Each expectation of the host checked against this real Postfix (default_database_type, postconf
+    -m, tables main.cf names): any that does not hold leaves every file as it was (mtime included),
+    does not fail, and says what did not hold; the facts come back either way."""
+    with open(conf + "/main.cf", "a") as f:
+        f.write("canonical_maps = hash:%s/canonical\n" % conf)
+    os.utime(conf + "/main.cf", (1, 1))
+    default_type = postconf(conf, "-dh", "default_database_type").strip()
+    other = "lmdb" if default_type != "lmdb" else "cdb"
+    before = files(conf)
+    res = run_module("config", args(conf, expect=dict(
+        default_database_type=other, map_types=["hash", "no-such-type"], no_tables_of_type=["hash", "btree"])))
+    assert not res["changed"] and not res["ready"] and not res["reload_required"], res
+    assert res["unmet"][:2] == ["default_database_type is %s, not %s" % (default_type, other),
+                                "table types not in postconf -m: no-such-type"], res
+    # Every hash table Postfix would open, the defaults' too (alias_maps of postconf -d).
+    assert res["unmet"][2].startswith("main.cf or master.cf names ") and len(res["unmet"]) == 3, res
+    assert "hash:%s/canonical" % conf in res["unmet"][2].split(" names ")[1].split(", "), res
+    assert files(conf) == before
+    assert res["facts"]["default_database_type"] == default_type and "hash" in res["facts"]["map_types"]
+    assert "tables" not in res and "main_cf" not in res
+
+    # In check mode the same answer.
+    res = run_module("config", args(conf, expect=dict(default_database_type=other)), check_mode=True)
+    assert res["unmet"] == ["default_database_type is %s, not %s" % (default_type, other)], res
+    assert files(conf) == before
+
+
+def test_expect_met_writes_and_returns_the_facts_postfix_info_gives(conf):
+    """All expectations hold: the run writes as without them (real postmap answers) and returns, read
+    before the write, the same facts as mailops.postfix.postfix_info; the second run changes
+    nothing."""
+    info = run_module("postfix_info", dict(config_dir=conf))
+    expect = dict(default_database_type=info["default_database_type"], map_types=["hash", "lmdb", "cdb", "regexp"],
+                  python_lmdb=True, no_tables_of_type=["btree"])
+    res = run_module("config", args(conf, expect=expect))
+    assert res["ready"] and res["unmet"] == [] and res["changed"], res
+    assert postmap_query(conf, "hash:%s/virtual" % conf, list(expected(VIRTUAL))) == expected(VIRTUAL)
+    for key in ("mail_version", "default_database_type", "map_types", "tables", "host", "service", "python_lmdb",
+                "parameters", "running", "warnings_main_cf"):
+        assert res["facts"][key] == info[key], key
+    before = files(conf)
+    res = run_module("config", args(conf, expect=expect))
+    assert res["ready"] and not res["changed"], res
+    # The facts of this run were read before it: they name the tables the first run added.
+    assert "%s/virtual" % conf in [t["path"] for t in res["facts"]["tables"]]
+    assert files(conf) == before
+
+
+def test_expect_postfix_unreadable_is_unmet_not_a_failure(conf):
+    """A main.cf Postfix cannot parse: not ready (the role then installs or reports), with why,
+    and nothing written; without expect the same run fails naming the line."""
+    with open(conf + "/main.cf", "w") as f:
+        f.write("this line has no equals sign\nmyhostname = mx.example.tld\n")
+    os.utime(conf + "/main.cf", (1, 1))
+    before = files(conf)
+    res = run_module("config", args(conf, expect={}))
+    assert not res["ready"] and not res["changed"], res
+    assert len(res["unmet"]) == 1 and res["unmet"][0].startswith("Postfix cannot be read: %s/main.cf:1: " % conf), res
+    assert "mail_version" not in res["facts"] and res["facts"]["host"]["os_family"], res
+    assert files(conf) == before
+    res = run_module("config", args(conf), fail_ok=True)
+    assert res.get("failed") and "%s/main.cf:1: " % conf in res["msg"], res
+    assert files(conf) == before
