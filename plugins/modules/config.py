@@ -288,6 +288,26 @@ EXAMPLES = r"""
 - name: Reload Postfix when main.cf, master.cf or a pattern table changed
   mailops.postfix.reload:
   when: postfix_config.reload_required
+
+- name: Write only on a host that needs nothing installed or migrated first
+  mailops.postfix.config:
+    tables:
+      - path: /etc/postfix/virtual
+        type: lmdb
+        entries:
+          info@example.tld: alice@example.tld
+    params:
+      virtual_alias_maps: lmdb:/etc/postfix/virtual
+    expect:
+      map_types: [lmdb]
+      python_lmdb: true
+      no_tables_of_type: [hash, btree]
+  register: postfix_config
+
+- name: Say what the host lacks (nothing was changed)
+  ansible.builtin.debug:
+    msg: "{{ postfix_config.unmet }}"
+  when: not postfix_config.ready
 """
 
 RETURN = r"""
@@ -334,7 +354,7 @@ restart_required:
 ready:
   description:
     - Everything O(expect) asks for holds (always V(true) without O(expect)); when V(false), no
-      file was read for editing or changed and only RV(changed), RV(reload_required),
+      file was read for editing or changed and only C(changed) (V(false)), RV(reload_required),
       RV(restart_required), RV(unmet) and RV(facts) are returned.
   returned: always
   type: bool
