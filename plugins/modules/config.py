@@ -446,21 +446,22 @@ def main():
     )
     p = module.params
     binary = Binary()
-    facts = {}
+    # The facts are read first, before any file is, and returned in every outcome.
+    returned = {}
     if p["facts"] or p["expect"] is not None:
-        facts = dict(facts=host_info(p["config_dir"], p["service_name"], binary))
-    unmet = unmet_expectations(facts["facts"], p["expect"]) if p["expect"] is not None else []
+        returned["facts"] = host_info(p["config_dir"], p["service_name"], binary)
+    unmet = unmet_expectations(returned["facts"], p["expect"]) if p["expect"] is not None else []
     if unmet:
         module.exit_json(changed=False, ready=False, unmet=unmet, reload_required=False, restart_required=False,
-                         **facts)
+                         **returned)
     try:
         result = apply(p["config_dir"], tables=p["tables"], aliases=p["aliases"], params=p["params"],
                        params_absent=p["params_absent"], services=checked_services(module, p["services"]),
                        backup=p["backup"], proxy_read=p["proxy_read_maps"],
                        check_mode=module.check_mode, lock_timeout=p["lock_timeout"], binary=binary)
     except PostfixError as e:
-        module.fail_json(msg=str(e), **facts)
-    result.update(ready=True, unmet=[], **facts)
+        module.fail_json(msg=str(e), **returned)
+    result.update(ready=True, unmet=[], **returned)
     for part in result["tables"] + ([result["aliases"]] if "aliases" in result else []):
         for warning in part.pop("source_warnings", []):
             module.warn(warning)
