@@ -330,8 +330,11 @@ def fleet_group_vars(counter, extra_aliases):
 
 def fleet(args, tb, env, tmp, sizes=None, forks=None, aliases=None, nochange=True, prefix="", remove=False):
     """alias_rollout over mx1..mxN: a first apply, then per N a change in batches of one, a change
-    in one batch at each number of forks and (nochange) a no-change run. sqlfleet runs it for
-    N=8 only, without the no-change run, with `aliases` extra aliases and removes the hosts."""
+    in one batch at each number of forks and (nochange) a no-change run, then the role alone
+    (mailops.postfix.site: no route preview or check) changing one alias and changing nothing.
+    sqlfleet runs it for N=8 only, without the no-change and role-alone runs, with `aliases`
+    extra aliases and removes the hosts."""
+    role_alone = nochange
     sizes = sizes or args.fleet_sizes
     forks = forks or args.forks
     aliases = args.fleet_aliases if aliases is None else aliases
@@ -348,14 +351,19 @@ def fleet(args, tb, env, tmp, sizes=None, forks=None, aliases=None, nochange=Tru
         dump_yaml(os.path.join(invdir, "host_vars", name + ".yml"), {"postfix_server_main_cf_host": {"myhostname": name}})
     state = {"counter": 0}
 
-    def rollout(label, names, batch, nforks, change):
+    def rollout(label, names, batch, nforks, change, role_alone=False):
         if change:
             state["counter"] += 1
         label = prefix + label
         dump_yaml(os.path.join(invdir, "group_vars", "mail_servers.yml"),
                   fleet_group_vars(state["counter"], aliases))
-        run = playbook(label, "mailops.postfix.alias_rollout", invdir, ["batch=%d" % batch], env, tmp,
-                       args.timeout, forks=nforks, limit=",".join(names))
+        if role_alone:
+            # The role alone (mailops.postfix.site), as a play applies it to every host at once.
+            run = playbook(label, "mailops.postfix.site", invdir, [], env, tmp,
+                           args.timeout, forks=nforks, limit=",".join(names))
+        else:
+            run = playbook(label, "mailops.postfix.alias_rollout", invdir, ["batch=%d" % batch], env, tmp,
+                           args.timeout, forks=nforks, limit=",".join(names))
         want = "chris%d@example.net" % state["counter"]
         problems = []
         for name in names:
@@ -389,6 +397,12 @@ def fleet(args, tb, env, tmp, sizes=None, forks=None, aliases=None, nochange=Tru
                 r = rollout("no change N=%d batch=%d forks=%d" % (n, n, f), sub, n, f, False)
                 r["kind"] = "nochange"
                 rows.append(r)
+                if role_alone:
+                    for change in (True, False):
+                        r = rollout("role alone, %s N=%d forks=%d" % ("change" if change else "no change", n, f),
+                                    sub, n, f, change, role_alone=True)
+                        r["kind"] = "role_change" if change else "role_nochange"
+                        rows.append(r)
     finally:
         if remove:
             for container in hosts.values():
@@ -619,7 +633,8 @@ def report(info, compile_lines, e2e_rows, fleet_rows, sql_rows=()):
             rows = [r for r in e2e_rows if r["way"] == way and r["n"] == max(x["n"] for x in e2e_rows if x["way"] == way)]
             out += ["  where the time goes, %s (%d entries, all steps):" % (way, rows[0]["n"])] + where_time_goes(rows, 6)
     if fleet_rows:
-        out += ["", "Fleet: ansible-playbook mailops.postfix.alias_rollout (wall s; per host = wall / N)",
+        out += ["", "Fleet: ansible-playbook mailops.postfix.alias_rollout, and mailops.postfix.site for the role alone "
+                "(wall s; per host = wall / N)",
                 "  %-36s %9s %9s %9s %8s  %s" % ("run", "wall s", "per host", "cpu s", "changed", "map")]
         for r in fleet_rows:
             state = "timeout" if r["timeout"] else ("ok" if r["rc"] == 0 and not r["problems"] else

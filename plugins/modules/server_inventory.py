@@ -36,6 +36,15 @@ options:
         maps), as C(postfix_server_allow_unsafe_targets).
     type: bool
     default: false
+  return_entries:
+    description:
+      - Return RV(mailbox_entries), RV(virtual_entries) and RV(alias_entries). V(false) returns
+        them empty; the same entries are in RV(mailbox_text), RV(virtual_text) and RV(alias_text),
+        and RV(counts) still counts them. The role passes V(false) (it writes and checks the
+        tables from the texts): Ansible walks every value of a registered result once more, 10,000
+        entries took 0.1 to 0.2 s of every host's run.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - mailops.postfix.common.read_only
 attributes:
@@ -83,15 +92,15 @@ mailbox_domains:
   type: list
   elements: dict
 mailbox_entries:
-  description: The virtual mailbox map, address to mailbox path (empty while there is a problem).
+  description: The virtual mailbox map, address to mailbox path (empty while there is a problem, and with O(return_entries=false)).
   returned: always
   type: dict
 virtual_entries:
-  description: The virtual alias map, address (or C(@domain)) to its targets as one string.
+  description: The virtual alias map, address (or C(@domain)) to its targets as one string (empty with O(return_entries=false)).
   returned: always
   type: dict
 alias_entries:
-  description: The entries of C(/etc/aliases), name to its targets as one string.
+  description: The entries of C(/etc/aliases), name to its targets as one string (empty with O(return_entries=false)).
   returned: always
   type: dict
 mailbox_text:

@@ -296,14 +296,16 @@ def test_expect_unmet_changes_nothing_and_says_why(conf):
 
 def test_expect_met_writes_and_returns_the_facts_postfix_info_gives(conf):
     """All expectations hold: the run writes as without them (real postmap answers) and returns, read
-    before the write, the same facts as mailops.postfix.postfix_info; the second run changes
-    nothing."""
+    before the write, the same facts as mailops.postfix.postfix_info but its postconf -d defaults
+    (every other key, the same values); the second run changes nothing."""
     info = run_module("postfix_info", dict(config_dir=conf))
     expect = dict(default_database_type=info["default_database_type"], map_types=["hash", "lmdb", "cdb", "regexp"],
                   python_lmdb=True, no_tables_of_type=["btree"])
     res = run_module("config", args(conf, expect=expect))
     assert res["ready"] and res["unmet"] == [] and res["changed"], res
     assert postmap_query(conf, "hash:%s/virtual" % conf, list(expected(VIRTUAL))) == expected(VIRTUAL)
+    assert "defaults" not in res["facts"] and len(info["defaults"]) > 500, sorted(res["facts"])
+    assert sorted(res["facts"]) == sorted(set(info) - {"defaults", "changed", "invocation"}), sorted(res["facts"])
     for key in ("mail_version", "default_database_type", "map_types", "tables", "host", "service", "python_lmdb",
                 "parameters", "running", "warnings_main_cf"):
         assert res["facts"][key] == info[key], key

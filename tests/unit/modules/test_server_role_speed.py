@@ -10,9 +10,11 @@ round trip and its conflicts are still reported.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
-from role_runner import ROLE_TASKS_PLAYBOOK, entry_point_playbook, role_paths, run_playbooks
+from role_runner import ROOT, ROLE_TASKS_PLAYBOOK, entry_point_playbook, role_paths, run_playbooks
 
 PLAYBOOK = """\
 ---
@@ -30,19 +32,24 @@ def run_role(pf, inv, playbook, *extra):
     return run.rc, run.out, run.tasks
 
 
-def module_runs(out):
-    """The tasks of the run that reached the host (ok or changed): the role's tasks that run on the
-    controller only (resolve, checks, set_fact, include_vars, debug) are left out."""
-    controller = ("Validating arguments", "Resolve ", "Check ", "Choose ", "Keep ", "Load ", "Reload Postfix for",
-                  "Restart Postfix for", "Say why")
+def tasks_run(out):
+    """The tasks of the run that ran (ok or changed, not skipped), in order."""
     ran, task = [], None
     for line in out.splitlines():
         m = re.match(r"TASK \[(?:mailops\.postfix\.server : )?(.*)\] \**$", line)
         if m:
             task = m.group(1)
-        elif re.match(r"(ok|changed): \[", line) and task and not task.startswith(controller) and task not in ran:
+        elif re.match(r"(ok|changed): \[", line) and task and task not in ran:
             ran.append(task)
     return ran
+
+
+def module_runs(out):
+    """The tasks of the run that reached the host: those of tasks_run() but the role's tasks that
+    run on the controller only (resolve, checks, set_fact, include_vars, debug)."""
+    controller = ("Validating arguments", "Resolve ", "Check ", "Choose ", "Keep ", "Load ", "Reload Postfix for",
+                  "Restart Postfix for", "Say why")
+    return [task for task in tasks_run(out) if not task.startswith(controller)]
 
 
 def snapshot(conf):
@@ -96,6 +103,13 @@ def test_bad_inventory_fails_at_the_check_messages_shown_nothing_changed(postfix
     assert rc == 0, out
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", out), out
     assert module_runs(out) == ["Write the tables, /etc/aliases, main.cf and master.cf"], out
+    # And four tasks in all (apply.yml; the argument spec and the service step are main.yml's):
+    # neither the facts kept as a variable nor the variables of the operating system are needed.
+    assert tasks_run(out) == [
+        "Resolve the inventory (domains, mailboxes, aliases, targets, main.cf)",
+        "Check the inventory (domains, mailboxes, aliases, targets, main.cf)",
+        "Choose the table type and resolve the lookup tables",
+        "Write the tables, /etc/aliases, main.cf and master.cf"], tasks_run(out)
 
 
 def test_vmail_conflicts_are_reported_from_one_lookup(postfix_instance):
@@ -163,3 +177,57 @@ def test_inventory_entry_point_checks_without_touching_the_host(postfix_instance
     assert run.tasks[-2:] == ["Resolve the inventory (domains, mailboxes, aliases, targets, main.cf)",
                               "Check the inventory (domains, mailboxes, aliases, targets, main.cf)"], run.tasks
     assert snapshot(pf.config_dir) == before
+
+
+ROLE_DEFAULTS = os.path.join(ROOT, "roles", "server", "defaults", "main.yml")
+RETURN_ENTRIES_PLAYBOOK = """\
+---
+- name: server_inventory with and without the entries as dictionaries
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - "{{ role_defaults }}"
+  tasks:
+    - name: Resolve, entries returned
+      mailops.postfix.server_inventory:
+        base_aliases: {postmaster: [root]}
+      register: with_entries
+    - name: Resolve, texts only
+      mailops.postfix.server_inventory:
+        base_aliases: {postmaster: [root]}
+        return_entries: false
+      register: texts_only
+    - name: Keep both
+      ansible.builtin.copy:
+        content: "{{ {'with': with_entries, 'without': texts_only} | to_json }}"
+        dest: "{{ out_path }}"
+        mode: "0600"
+"""
+
+
+def test_return_entries_false_keeps_texts_counts_and_problems(postfix_instance):
+    """return_entries: false (what the role passes) empties the three entry dictionaries only: the
+    texts the role writes and checks from, the counts, the addresses and the problems are those of
+    the full result, for a good inventory and for a bad one (its problems still named)."""
+    pf = postfix_instance
+    out_path = pf.root / "resolved.json"
+    for n, bad_at in ((1000, None), (200, 77)):
+        inv = dict(role_paths(pf), out_path=str(out_path), role_defaults=ROLE_DEFAULTS,
+                   postfix_server_virtual_alias_domains=aliases(n, bad_at),
+                   postfix_server_aliases={"ops": ["root"]},
+                   postfix_server_virtual_mailbox_domains=[{"domain": "mbox.test", "users": {"alice": None}}])
+        run = run_playbooks(pf, inv, [RETURN_ENTRIES_PLAYBOOK])
+        assert run.rc == 0, run.out
+        got = json.loads(out_path.read_text())
+        full, lean = got["with"], got["without"]
+        dicts = ("virtual_entries", "alias_entries", "mailbox_entries")
+        for key in set(full) - {"changed"} - set(dicts):
+            assert lean[key] == full[key], key
+        assert all(lean[k] == {} for k in dicts), lean
+        if bad_at is None:
+            assert len(full["virtual_entries"]) == full["counts"]["virtual_entries"] == n, full["counts"]
+            assert full["counts"]["mailbox_entries"] == 1 and full["counts"]["alias_entries"] == 2, full["counts"]
+            assert lean["virtual_text"].count("\n") == n and lean["alias_text"].count("\n") == 2
+            assert len(lean["addresses"]) == n + 1 and "alice@mbox.test" in lean["addresses"]
+        else:
+            assert any("a77: |/bin/sh -c true is a command" in p for p in lean["problems"]), lean["problems"]
