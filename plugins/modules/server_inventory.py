@@ -41,8 +41,8 @@ options:
       - Return RV(mailbox_entries), RV(virtual_entries) and RV(alias_entries). V(false) returns
         them empty; the same entries are in RV(mailbox_text), RV(virtual_text) and RV(alias_text),
         and RV(counts) still counts them. The role passes V(false) (it writes and checks the
-        tables from the texts): Ansible walks every value of a registered result once more, 10,000
-        entries took 0.1 to 0.2 s of every host's run.
+        tables from the texts), as Ansible walks every value of a registered result once more (10,000
+        entries took 0.1 to 0.2 s of every host's run).
     type: bool
     default: true
 extends_documentation_fragment:
