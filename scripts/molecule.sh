@@ -12,6 +12,32 @@ cd "$root"
 . "$root/molecule/env.sh"
 mailops_podman_collection || exit 1
 
+# Every container and network a scenario creates is labelled with this run
+# (mailops.postfix.run=<boot id>:<pid>:<start time> of this script; molecule/shared/create.yml).
+# A run stopped before its destroy step leaves them behind, and their instance names would make
+# the next scenario that uses the same names refuse to start; so those of a run that is gone are
+# removed first. A live run's, and those made by `molecule` by hand (no run label), are left alone.
+proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+boot_id=$(cut -c1-8 /proc/sys/kernel/random/boot_id)
+export MAILOPS_MOLECULE_RUN="$boot_id:$$:$(proc_start $$)"
+run_gone() {
+  local boot pid start
+  IFS=: read -r boot pid start <<<"$1"
+  [ "$boot" != "$boot_id" ] || [ "$(proc_start "$pid")" != "$start" ]
+}
+while read -r name run; do
+  if [ -n "$run" ] && run_gone "$run"; then
+    podman rm -f -t 1 "$name" </dev/null >/dev/null && echo "molecule: removed container $name, left by run $run"
+  fi
+done < <(podman ps -a --filter label=mailops.postfix.molecule \
+           --format '{{.Names}} {{index .Labels "mailops.postfix.run"}}')
+for net in $(podman network ls -q --filter label=mailops.postfix.molecule); do
+  run=$(podman network inspect --format '{{index .Labels "mailops.postfix.run"}}' "$net")
+  if [ -n "$run" ] && run_gone "$run"; then
+    podman network rm "$net" >/dev/null && echo "molecule: removed network $net, left by run $run"
+  fi
+done
+
 if [ $# -gt 0 ]; then
   scenarios=("$@")
 else
