@@ -3,6 +3,7 @@
 """`make bench`: every benchmark of bench/README.md in one run, one table at the end.
 
 1. compile  bench/compile.py (our engine against C postmap/postalias), its lines as printed;
+   lookup   bench/lookup.py (our index readers against C `postmap -q -`, and static routing);
 2. e2e      a 10k-entry virtual map on a real Postfix host, three ways (bench/e2e/*.yml):
             first apply, change one alias, no-change run; the map is checked with real
             `postmap -s` / `postmap -q` in the container after every step;
@@ -617,14 +618,20 @@ def sql_summary(rows):
     return out
 
 
-def report(info, compile_lines, e2e_rows, fleet_rows, sql_rows=()):
+# The standalone benchmarks run.py runs first, and their headings in the report.
+SCRIPTS = (("compile", "Compile (bench/compile.py: ours vs C postmap/postalias, median, ratio ours/C)"),
+           ("lookup", "Lookups (bench/lookup.py: every key, ours vs C postmap -q -, median, ratio ours/C)"))
+
+
+def report(info, script_lines, e2e_rows, fleet_rows, sql_rows=()):
     out = ["", "=" * 100,
            "mailops.postfix benchmarks, %s; %s CPUs, %s GiB; %s; %s" % (
                info["date"], info["cpus"], info["memory_gib"], info["os"], info["ansible"]),
            "=" * 100]
-    if compile_lines:
-        out += ["", "Compile (bench/compile.py: ours vs C postmap/postalias, median, ratio ours/C)"]
-        out += ["  " + line for line in compile_lines]
+    for name, heading in SCRIPTS:
+        if script_lines.get(name):
+            out += ["", heading]
+            out += ["  " + line for line in script_lines[name]]
     if e2e_rows:
         out += ["", "End to end: virtual map on one real Postfix host (wall s; ratio = way / ours, same size and step)",
                 "  %-11s %7s  %-12s %9s %9s %8s  %s" % ("way", "entries", "step", "wall s", "ratio", "changed", "map")]
@@ -695,9 +702,10 @@ def report(info, compile_lines, e2e_rows, fleet_rows, sql_rows=()):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["compile", "e2e", "fleet", "sqlfleet"], action="append",
+    ap.add_argument("--only", choices=["compile", "lookup", "e2e", "fleet", "sqlfleet"], action="append",
                     help="run only these parts (repeatable); default: all")
     ap.add_argument("--compile-args", default="", help="arguments for bench/compile.py, e.g. '--runs 1'")
+    ap.add_argument("--lookup-args", default="", help="arguments for bench/lookup.py, e.g. '--sizes 10000'")
     ap.add_argument("--entries", type=int, default=10000, help="virtual map size, end to end")
     ap.add_argument("--lineinfile-entries", type=int, default=200,
                     help="map size for the lineinfile way (one module run per entry: ~0.35 s each here)")
@@ -725,7 +733,7 @@ def main():
     args.forks = [int(x) for x in args.forks.split(",")]
     args.sql_aliases = [int(x) for x in args.sql_aliases.split(",")]
     args.sql_hosts = args.sql_hosts or max(args.fleet_sizes)
-    parts = args.only or ["compile", "e2e", "fleet", "sqlfleet"]
+    parts = args.only or ["compile", "lookup", "e2e", "fleet", "sqlfleet"]
     global PROFILE_DIR  # pylint: disable=global-statement
     PROFILE_DIR = os.path.abspath(args.profile) if args.profile else None
 
@@ -736,19 +744,23 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="mailops-bench-")
     tb = None
-    compile_lines, e2e_rows, fleet_rows, sql_rows = [], [], [], []
+    script_lines, e2e_rows, fleet_rows, sql_rows = {}, [], [], []
     try:
         env = ansible_env(tmp)
         info = versions(env)
-        if "compile" in parts:
-            print("compile: bench/compile.py %s" % args.compile_args, flush=True)
-            proc = subprocess.Popen([sys.executable, os.path.join(HERE, "compile.py")] + args.compile_args.split(),
+        for name, _heading in SCRIPTS:
+            if name not in parts:
+                continue
+            extra = getattr(args, name + "_args")
+            print("%s: bench/%s.py %s" % (name, name, extra), flush=True)
+            proc = subprocess.Popen([sys.executable, os.path.join(HERE, name + ".py")] + extra.split(),
                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            lines = script_lines[name] = []
             for line in proc.stdout:
                 print("  " + line.rstrip(), flush=True)
-                compile_lines.append(line.rstrip())
+                lines.append(line.rstrip())
             if proc.wait() != 0:
-                compile_lines.append("(bench/compile.py exited %d)" % proc.returncode)
+                lines.append("(bench/%s.py exited %d)" % (name, proc.returncode))
         if "e2e" in parts or "fleet" in parts or "sqlfleet" in parts:
             # sqlfleet needs PostgreSQL and postfix-pgsql: the debian12-sql variant (all parts then use it).
             image = testbed.build_image("debian12-sql" if "sqlfleet" in parts else "debian12")
@@ -765,12 +777,13 @@ def main():
             info["uptime_before_sqlfleet"] = uptime()
             sql_rows = sqlfleet(args, tb, env, tmp, info)
             info["uptime_after_sqlfleet"] = uptime()
-        print(report(info, compile_lines, e2e_rows, fleet_rows, sql_rows))
+        print(report(info, script_lines, e2e_rows, fleet_rows, sql_rows))
         if sql_rows:
             print("load: %s (before sqlfleet), %s (after)" % (info["uptime_before_sqlfleet"], info["uptime_after_sqlfleet"]))
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "compile": compile_lines, "e2e": e2e_rows, "fleet": fleet_rows,
+            json.dump({"machine": info, "compile": script_lines.get("compile", []),
+                       "lookup": script_lines.get("lookup", []), "e2e": e2e_rows, "fleet": fleet_rows,
                        "sqlfleet": sql_rows, "sqlfleet_summary": sql_summary(sql_rows)}, f, indent=1)
         print("details (per task, per host): %s" % os.path.relpath(args.json, ROOT))
         wrong = [r for r in e2e_rows + fleet_rows + sql_rows if r["problems"] and not r["timeout"]]

@@ -29,7 +29,6 @@ modules (postmap.c:postmap() and postalias.c:postalias() over mkmap_open()):
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import os
 import re
@@ -294,12 +293,8 @@ class Table(object):
         # dict_db_lookup()/dict_lmdb_lookup(): try the key with a trailing NUL, then without.
         attempts = (key + b"\0", key) if self.format.NUL_TERMINATED else (key, key + b"\0")
         if self._reader is None:
-            # A format that can keep its file open between lookups does (it notices a replaced one).
-            reader_class = getattr(self.format, "Reader", None)
-            if reader_class is None:
-                self._reader = functools.partial(self.format.lookup, self.index)
-            else:
-                self._reader = reader_class(self.index).lookup
+            # Kept for the next keys (_db: a Reader notices a replaced file).
+            self._reader = self.format.Reader(self.index).lookup
         for attempt in attempts:
             value = self._reader(attempt)
             if value is not None:

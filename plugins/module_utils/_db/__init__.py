@@ -19,6 +19,9 @@ Every format module (``hash``, ``cdb``, ``lmdb``) provides:
     iterate over every stored ``(key, value)`` bytes pair, raw.
 ``lookup(path, key)``
     the raw stored value for the raw ``key`` or None.
+``Reader(path)``
+    the same lookups, many of them: ``lookup(key)``, ``close()``; what it keeps between
+    lookups is read again when the file's ``identity`` changes.
 ``verify(path, keys, values, volatile)``
     why the file does not answer every ``keys[i]`` with ``values[i]`` when each key is
     looked up the way Postfix's reader looks it up (libdb's bucket and in-page binary
@@ -88,6 +91,16 @@ def stale_by_mtime(source, index):
     except OSError:
         pass
     return None
+
+
+def identity(path):
+    """(device, inode, mtime, size) of the file at ``path``: a format's Reader opens the file
+    again when it changes (a new index renamed into place, as postmap and our writer do)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise PostfixError("%s: cannot open: %s" % (path, exc.strerror))
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def index_path(source, type_name):

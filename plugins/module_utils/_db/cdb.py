@@ -34,6 +34,7 @@ _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
 _WRITE_BATCH = 65536
 _READ_BLOCK = 1 << 20
+_VERIFY_BATCH = 65536
 
 
 class CdbError(PostfixError):
@@ -255,25 +256,45 @@ def _refill(path, f, buf, offset, i, need, end):
     return rest, offset, 0
 
 
-def verify(path, keys, values, volatile=()):
-    """Why the file does not answer ``keys`` with ``values`` as cdb_find() finds them, or
-    None (see _db.verify): each key's table by the low byte of its hash, linear probing
-    from slot (hash >> 8) % nslots until an empty slot, first record whose hash and key
-    match (tinycdb cdb_find.c)."""
-    try:
+class _Mapped(object):
+    """A cdb file mapped read-only, its header checked, searched as tinycdb's cdb_find():
+    the key's table by the low byte of its hash, linear probing from slot
+    (hash >> 8) % nslots until an empty slot, the first record whose hash and key match."""
+
+    def __init__(self, path):
+        self.path = path
         with _open(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-    except (OSError, CdbError) as exc:
-        return _db.unreadable(exc)
-    unpack_pair = _PAIR.unpack_from
-    missing = wrong = 0
-    try:
-        header = _check_header(path, data[:_HEADER_SIZE], size)
-        tables = [(_from_le("I", data[tpos:tpos + 8 * nslots]), nslots)
-                  for tpos, nslots in zip(header[0::2], header[1::2])]
-        for key, value, h in zip(keys, values, _hashes(keys)):
-            slots, nslots = tables[h & 0xFF]
+            try:
+                self.size = os.fstat(f.fileno()).st_size
+                self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+            except OSError as exc:
+                raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
+        try:
+            self.header = _check_header(path, self.data[:_HEADER_SIZE], self.size)
+        except CdbError:
+            self.close()
+            raise
+        self._tables = [None] * 256     # each table's slots, read when first probed
+
+    def close(self):
+        if self.size:
+            self.data.close()
+
+    def _slots(self, t):
+        slots = self._tables[t]
+        if slots is None:
+            tpos, nslots = self.header[2 * t], self.header[2 * t + 1]
+            slots = self._tables[t] = _from_le("I", self.data[tpos:tpos + 8 * nslots])
+        return slots
+
+    def find(self, keys, hashes):
+        """The value of the first record for each of ``keys`` (whose cdb hashes are
+        ``hashes``), or None for a key not found."""
+        data, size, unpack_pair = self.data, self.size, _PAIR.unpack_from
+        out = []
+        for key, h in zip(keys, hashes):
+            slots = self._slots(h & 0xFF)
+            nslots = len(slots) // 2
             found = None
             i = (h >> 8) % nslots if nslots else 0
             for _probe in range(nslots):
@@ -281,63 +302,72 @@ def verify(path, keys, values, volatile=()):
                 if not rpos:
                     break
                 if slots[2 * i] == h:
-                    klen, vlen = unpack_pair(data, rpos)
+                    try:
+                        klen, vlen = unpack_pair(data, rpos)
+                    except struct.error:
+                        raise CdbError("%s: corrupt cdb file (record offset %d past the end)" % (self.path, rpos))
+                    if rpos + 8 + klen + vlen > size:
+                        raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)"
+                                       % (self.path, rpos))
                     if klen == len(key) and data[rpos + 8:rpos + 8 + klen] == key:
-                        if rpos + 8 + klen + vlen > size:
-                            raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)"
-                                           % (path, rpos))
                         found = data[rpos + 8 + klen:rpos + 8 + klen + vlen]
                         break
                 i += 1
                 if i == nslots:
                     i = 0
-            if found is None:
-                missing += 1
-            elif found != value and key not in volatile:
-                wrong += 1
-    except (CdbError, struct.error) as exc:
+            out.append(found)
+        return out
+
+
+def verify(path, keys, values, volatile=()):
+    """Why the file does not answer ``keys`` with ``values`` as cdb_find() finds them, or
+    None (see _db.verify)."""
+    try:
+        cdb = _Mapped(path)
+    except CdbError as exc:
+        return _db.unreadable(exc)
+    missing = wrong = 0
+    try:
+        # In batches: the values found are compared and dropped, never all held at once.
+        for start in range(0, len(keys), _VERIFY_BATCH):
+            batch = keys[start:start + _VERIFY_BATCH]
+            got = cdb.find(batch, _hashes(batch))
+            lost, other = _db.differences(batch, values[start:start + _VERIFY_BATCH], got, volatile)
+            missing += lost
+            wrong += other
+    except CdbError as exc:
         return _db.unreadable(exc)
     finally:
-        if size:
-            data.close()
-    return _db.verdict(len(keys), missing, wrong, _records_in(header))
+        cdb.close()
+    return _db.verdict(len(keys), missing, wrong, _records_in(cdb.header))
 
 
 def lookup(path, key):
     """The value stored for ``key`` (first match, as cdb_find returns), or None."""
-    h = _hash(key)
+    cdb = _Mapped(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _HEADER_SIZE:
-                raise CdbError("%s: not a cdb file (%d bytes, shorter than the 2048-byte header)" % (path, size))
-            slot_off = (h & 0xFF) * 8
-            f.seek(slot_off)
-            tpos, nslots = _PAIR.unpack(f.read(8))
-            if tpos < _HEADER_SIZE or tpos + 8 * nslots > size:
-                raise CdbError("%s: not a cdb file (bad hash table %d in header)" % (path, h & 0xFF))
-            if not nslots:
-                return None
-            i = (h >> 8) % nslots
-            for _i in range(nslots):
-                f.seek(tpos + 8 * i)
-                shash, rpos = _PAIR.unpack(f.read(8))
-                if not rpos:
-                    return None
-                if shash == h:
-                    if rpos + 8 > size:
-                        raise CdbError("%s: corrupt cdb file (record offset %d past the end)" % (path, rpos))
-                    f.seek(rpos)
-                    klen, vlen = _PAIR.unpack(f.read(8))
-                    if rpos + 8 + klen + vlen > size:
-                        raise CdbError("%s: corrupt cdb file (record at offset %d runs past the end)" % (path, rpos))
-                    if klen == len(key) and f.read(klen) == key:
-                        return f.read(vlen)
-                i += 1
-                if i == nslots:
-                    i = 0
-            return None
-    except OSError as exc:
-        raise CdbError("cannot read %s: %s" % (path, exc.strerror or exc))
-    except struct.error:
-        raise CdbError("%s: corrupt cdb file (truncated)" % (path,))
+        return cdb.find((key,), (_hash(key),))[0]
+    finally:
+        cdb.close()
+
+
+class Reader(object):
+    """The cdb file at ``path`` kept mapped for many lookups (the route module's), mapped
+    again when the file there is replaced (postmap and our writer rename a new one into place)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._cdb = None
+        self._ident = None
+
+    def lookup(self, key):
+        ident = _db.identity(self.path)
+        if ident != self._ident:
+            self.close()
+            self._cdb, self._ident = _Mapped(self.path), ident
+        return self._cdb.find((key,), (_hash(key),))[0]
+
+    def close(self):
+        if self._cdb is not None:
+            self._cdb.close()
+            self._cdb, self._ident = None, None

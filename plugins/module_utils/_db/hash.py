@@ -69,6 +69,7 @@ _P_HASH = 13
 _H_KEYDATA = 1
 _H_OFFPAGE = 3
 _OVERHEAD = 26  # SIZEOF_PAGE: no checksum, no encryption
+_TYPE_AT = 25   # PAGE's type byte (see _PAGE_HEADER)
 _DBMETASIZE = 512
 _NCACHED = 32
 _DBMETA_CHKSUM = 0x01
@@ -634,14 +635,19 @@ def verify(path, keys, values, volatile=()):
     (__ham_getindex_sorted), first match along the chain (__ham_lookup). Every page of
     every bucket is read and checked on the way, as the reader does. A bucket whose pairs,
     read along its chain, are exactly the pairs expected there in page order (what this
-    writer makes) has every page in search order and is found whole; any other bucket
-    is searched key by key.
+    writer makes) has every page in search order and is found whole, unless it holds an
+    off-page key; any other bucket is searched key by key.
     """
     try:
         db = _File(path)
         with _reading(db):
             expected = _group(path, keys, values, db.max_bucket + 1,
                               _home_buckets(keys, db.max_bucket, db.high_mask, db.low_mask))
+            # The writer's order is searchable unless an off-page key extends another key
+            # (test_verify.py: no order on a page lets libdb find both); C strings with their
+            # NUL, as Postfix stores keys (all but postalias's YP_* records), never do.
+            prefix_free = sum(map(bytes.count, keys, repeat(b"\0"))) == len(keys) and \
+                all(map(bytes.endswith, keys, repeat(b"\0")))
             stored = missing = wrong = 0
             for bucket in range(db.max_bucket + 1):
                 want = expected[bucket]
@@ -649,7 +655,8 @@ def verify(path, keys, values, volatile=()):
                 pages = [(page, spans, db.items(page, pgno, spans)) for pgno, page, spans in db.bucket_pages(bucket)]
                 found = list(chain.from_iterable(items for dummy, dummy, items in pages))
                 stored += len(found) // 2
-                if found != want:
+                if found != want or not prefix_free and any(
+                        page[start] == _H_OFFPAGE for page, spans, dummy in pages for start, dummy in spans[0::2]):
                     lost, other = _bucket_differences(pages, want, volatile)
                     missing += lost
                     wrong += other
@@ -659,49 +666,70 @@ def verify(path, keys, values, volatile=()):
 
 
 def _bucket_differences(pages, want, volatile):
-    """(not found, found with another value) among the ``want`` pairs of one bucket, each key
-    searched for page by page along the chain as __ham_lookup does."""
-    found = {}
-    for page, spans, items in pages:
-        page_keys = items[0::2]
-        offpage = [page[start] == _H_OFFPAGE for start, dummy in spans[0::2]]
-        reached = set(_searchable(page_keys, offpage))
-        for key, value in zip(page_keys, islice(items, 1, None, 2)):
-            if key in reached and key not in found:
-                found[key] = value
+    """(not found, found with another value) among the ``want`` pairs of one bucket."""
+    found = _found_on(pages)
     want_keys = want[0::2]
     return _db.differences(want_keys, want[1::2], list(map(found.get, want_keys)), volatile)
 
 
+def _found_on(pages):
+    """{key: value} of every key a lookup finds on one bucket's ``pages`` ((page, spans,
+    items) in chain order), as __ham_lookup searches them: page by page, the first page
+    that holds the key answers; on a page, what __ham_getindex finds: a binary search of a
+    sorted page (_searchable), a linear one of a pre-4.6 P_HASH_UNSORTED page."""
+    found = {}
+    for page, spans, items in pages:
+        page_keys = items[0::2]
+        if page[_TYPE_AT] == _P_HASH_UNSORTED:
+            reached = page_keys
+        else:
+            reached = set(_searchable(page_keys, [page[start] == _H_OFFPAGE for start, dummy in spans[0::2]]))
+        for key, value in zip(page_keys, islice(items, 1, None, 2)):
+            if key not in found and key in reached:
+                found[key] = value
+    return found
+
+
+def _bucket_found(db, bucket):
+    """{key: value} of every key a lookup finds in ``bucket`` of the open ``db``."""
+    return _found_on([(page, spans, db.items(page, pgno, spans)) for pgno, page, spans in db.bucket_pages(bucket)])
+
+
+def _home_bucket(db, key):
+    return _home_buckets([key], db.max_bucket, db.high_mask, db.low_mask)[0]
+
+
 def lookup(path, key):
-    """The raw value stored for the raw ``key``, or None; reads only the key's bucket."""
+    """The raw value Postfix finds for the raw ``key``, or None; reads only the key's bucket."""
     db = _File(path)
     with _reading(db):
-        return _find(db, key)
+        return _bucket_found(db, _home_bucket(db, key)).get(key)
 
 
 class Reader(object):
     """The hash file at ``path`` kept open for many lookups (the route module asks thousands;
     opening it and reading its meta page each time cost more than the lookup), opened again
-    when the file there is replaced (postmap and our writer rename a new one into place)."""
+    when the file there is replaced (postmap and our writer rename a new one into place).
+    What a lookup finds in a bucket is kept: the next keys of that bucket are dict lookups."""
 
     def __init__(self, path):
         self.path = path
         self._db = None
         self._ident = None
+        self._buckets = {}
 
     def lookup(self, key):
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            raise PostfixError("%s: cannot open: %s" % (self.path, exc.strerror))
-        ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        ident = _db.identity(self.path)
         if ident != self._ident:
             self.close()
             self._db, self._ident = _File(self.path), ident
         db = self._db
         try:
-            return _find(db, key)
+            bucket = _home_bucket(db, key)
+            found = self._buckets.get(bucket)
+            if found is None:
+                found = self._buckets[bucket] = _bucket_found(db, bucket)
+            return found.get(key)
         except (struct.error, IndexError, ValueError) as exc:
             raise db.bad(str(exc))
         except OSError as exc:
@@ -711,24 +739,4 @@ class Reader(object):
         if self._db is not None:
             self._db.close()
             self._db, self._ident = None, None
-
-
-def _find(db, key):
-    """The raw value of ``key`` in the open ``db``: its home bucket's pages searched as
-    __ham_lookup does."""
-    bucket = _home_buckets([key], db.max_bucket, db.high_mask, db.low_mask)[0]
-    for pgno, page, spans in db.bucket_pages(bucket):
-        for i in range(0, len(spans), 2):
-            start, end = spans[i]
-            itype = page[start]
-            if itype == _H_KEYDATA:
-                if end - start - 1 != len(key) or page[start + 1:end] != key:
-                    continue
-            elif itype == _H_OFFPAGE and end - start >= _OFFPAGE.size:
-                first, length = db.offpage.unpack_from(page, start)
-                if length != len(key) or db.overflow(first, length) != key:
-                    continue
-            else:
-                raise db.bad("page %d: item type %d is not a plain key" % (pgno, itype))
-            return db.item(page, pgno, spans[i + 1])
-    return None
+        self._buckets = {}

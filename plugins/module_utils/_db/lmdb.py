@@ -31,6 +31,8 @@ _READ_FUDGE = 10240
 _TXN_BATCH = 65536
 # Keys looked up per getmulti() call when verifying.
 _VERIFY_BATCH = 65536
+# Lookups a Reader makes one by one before it reads the whole file (see Reader).
+_READER_POINT_LOOKUPS = 64
 _MAGIC = 0xBEEFC0DE
 _P_INVALID_MASK = (1 << (8 * struct.calcsize("P"))) - 1
 
@@ -231,6 +233,36 @@ def verify(path, keys, values, volatile=()):
     finally:
         env.close()
     return _db.verdict(len(keys), missing, wrong, stored)
+
+
+class Reader(object):
+    """Many lookups in the lmdb file at ``path`` (the route module asks thousands).
+
+    LMDB lets a process open a file once (py-lmdb refuses a second open of it), so no
+    environment is kept open between lookups; opening one costs ten times a lookup. After
+    _READER_POINT_LOOKUPS lookups every record is read once, by liblmdb's cursor over the
+    same B+tree that mdb_get descends, and later keys are dict lookups; read again when
+    the file there is replaced (postmap and our writer rename a new one into place)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._ident = None
+        self._asked = 0
+        self._records = None
+
+    def lookup(self, key):
+        ident = _db.identity(self.path)
+        if ident != self._ident:
+            self._ident, self._asked, self._records = ident, 0, None
+        if self._records is None:
+            self._asked += 1
+            if self._asked <= _READER_POINT_LOOKUPS:
+                return lookup(self.path, key)
+            self._records = dict(read(self.path))
+        return self._records.get(key) if 0 < len(key) <= MAX_KEY_SIZE else None
+
+    def close(self):
+        self._ident, self._asked, self._records = None, 0, None
 
 
 def lookup(path, key):

@@ -88,6 +88,28 @@ def test_lookup_probes(tmp_path):
     assert cdb.lookup(path, b"") is None
 
 
+def test_reader_answers_as_postmap_and_sees_a_replaced_file(tmp_path, confdir):
+    """Reader (the route module's many lookups): one mapping for many keys, answers equal
+    to real postmap -q for every key and for keys the file does not hold; a new file
+    renamed into place (as postmap and our writer do) is read at the next lookup."""
+    records = random_records(random.Random(4), 3000)
+    source = str(tmp_path / "virtual")
+    cdb.write(source + ".cdb", records)
+    asked = [k for k, _v in records] + [b"absent%d@example.com" % i for i in range(300)]
+    reader = cdb.Reader(source + ".cdb")
+    answers = [reader.lookup(k) for k in asked]
+    assert dict((k, v) for k, v in zip(asked, answers) if v is not None) == postmap_query(confdir, "cdb:" + source, asked)
+    first = reader._cdb  # pylint: disable=protected-access
+    assert reader.lookup(asked[0]) == records[0][1] and reader._cdb is first  # pylint: disable=protected-access
+    cdb.write(source + ".new.cdb", [(b"a@x.test", b"new")])
+    os.rename(source + ".new.cdb", source + ".cdb")
+    assert reader.lookup(b"a@x.test") == b"new" and reader.lookup(asked[0]) is None
+    os.unlink(source + ".cdb")
+    with pytest.raises(PostfixError):
+        reader.lookup(b"a@x.test")
+    reader.close()
+
+
 def test_duplicate_keys_first_wins_like_cdb_put_add(tmp_path, confdir):
     """postmap -w stores both records (CDB_PUT_ADD); lookups return the first."""
     source = str(tmp_path / "virtual")

@@ -332,8 +332,11 @@ def test_read_files_written_by_postmap(tmp_path, config_dir, count):
 # -- property: anything we write reads back --------------------------------------------------
 
 _value = st.one_of(st.binary(max_size=60), st.binary(min_size=1000, max_size=3000))
-_records = st.dictionaries(st.one_of(st.binary(max_size=40), st.binary(min_size=1020, max_size=1100)),
-                           _value, max_size=150).map(lambda d: sorted(d.items()))
+# Keys as Postfix stores them in a hash file: a C string and its NUL (no key is then a prefix
+# of another; test_verify.py covers keys without the NUL, and what libdb cannot find).
+_key = st.one_of(st.binary(max_size=40), st.binary(min_size=1020, max_size=1100)).map(
+    lambda k: k.replace(b"\0", b"") + b"\0")
+_records = st.dictionaries(_key, _value, max_size=150).map(lambda d: sorted(d.items()))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -239,3 +239,28 @@ def test_engine_imports_without_binding_in_a_fresh_interpreter():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "python3-lmdb" in proc.stdout
+
+
+def test_reader_answers_as_postmap_and_sees_a_replaced_file(tmp_path, confdir):
+    """Reader (the route module's many lookups): every key of a file postmap built, and
+    keys it does not hold, answered as real postmap -q answers them, one by one at first
+    and from the whole file read once after that; a new file renamed into place (as
+    postmap and our writer do) is read at the next lookup."""
+    records = random_records(random.Random(7), 300)
+    source = str(tmp_path / "virtual")
+    theirs = postmap_build(confdir, source, [k + b" " + v for k, v in records])
+    asked = [k for k, _v in records] + [b"absent%d@example.com" % i for i in range(100)]
+    real = postmap_query(confdir, "lmdb:" + source, asked)
+    reader = lmdb_format.Reader(theirs)
+    answers = [reader.lookup(k + b"\0") for k in asked]  # dict_lmdb_lookup: the key with its NUL
+    assert reader._records is not None  # pylint: disable=protected-access
+    assert dict((k, v[:-1]) for k, v in zip(asked, answers) if v is not None) == real
+    assert reader.lookup(b"") is None and reader.lookup(b"x" * (lmdb_format.MAX_KEY_SIZE + 1)) is None
+    new = str(tmp_path / "new.lmdb")
+    lmdb_format.write(new, [(b"a@x.test\0", b"new\0")])
+    os.rename(new, theirs)
+    assert reader.lookup(b"a@x.test\0") == b"new\0" and reader.lookup(asked[0] + b"\0") is None
+    os.unlink(theirs)
+    with pytest.raises(PostfixError):
+        reader.lookup(b"a@x.test\0")
+    reader.close()

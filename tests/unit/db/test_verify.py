@@ -1,9 +1,11 @@
-"""The staleness check looks every key up the way Postfix does.
+"""The staleness check and the lookups look every key up the way Postfix does.
 
 On files that real Postfix cannot fully read (records in another bucket, a page out of
 order, a lost page, a cleared cdb slot, truncation) the check must count exactly the keys
 real ``postmap -q`` finds, while a plain read of every record would have called them
-current; and the next run must rebuild such an index.
+current; lookups (one at a time, and through the Reader the route module keeps open) must
+answer exactly the keys real ``postmap -q`` answers; and the next run must rebuild such an
+index.
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ def verify_finds(fmt, path, keys, values):
     assert m, reason
     assert int(m.group(2)) == len(keys)
     return int(m.group(1))
+
+
+def lookups_find(fmt, path, keys, values):
+    """How many keys lookup() answers with their value; the Reader must answer the same."""
+    one_by_one = [fmt.lookup(path, k) for k in keys]
+    reader = fmt.Reader(path)
+    try:
+        assert [reader.lookup(k) for k in keys] == one_by_one
+    finally:
+        reader.close()
+    return sum(got == v for got, v in zip(one_by_one, values))
 
 
 def pages(path):
@@ -123,6 +136,7 @@ def test_hash_verdict_is_postfix_verdict(tmp_path, confdir, monkeypatch, damage)
     finds = postfix_finds(confdir, "hash:" + path[:-3], keys, values)
     assert finds < len(keys)
     assert verify_finds(dbhash, path, keys, values) == finds
+    assert lookups_find(dbhash, path, keys, values) == finds
     if damage != "page lost":
         # Every record is still there for a reader that walks the pages in order.
         assert sorted(dbhash.read(path)) == sorted(zip(keys, values))
@@ -147,6 +161,42 @@ def test_keys_without_nul_prefix_of_each_other(tmp_path, confdir, monkeypatch):
     finds = postfix_finds(confdir, "hash:" + path[:-3], keys, values)
     assert finds < len(keys)
     assert verify_finds(dbhash, path, keys, values) == finds
+    assert lookups_find(dbhash, path, keys, values) == finds
+
+
+def test_a_key_that_off_page_keys_extend(tmp_path, confdir):
+    """Keys stored without a NUL can be prefixes of others. libdb compares a lookup key
+    with an off-page item shorter-first (__db_moff) but with an on-page one longer-first,
+    so on one page no order lets it find both "b" and two long keys that extend it: real
+    postmap -q does not find "b", and neither must lookup() nor verify()."""
+    keys = [b"b", b"b" + b"a" * 1030, b"b" + b"z" * 1030]
+    values = [b"v0", b"v1", b"v2"]
+    path = str(tmp_path / "t.db")
+    dbhash.write_columns(path, keys, values)
+    got = postmap_query(confdir, "hash:" + path[:-3], keys)
+    assert [got.get(k) for k in keys] == [None, b"v1", b"v2"]
+    assert verify_finds(dbhash, path, keys, values) == lookups_find(dbhash, path, keys, values) == 2
+
+
+def test_unsorted_pages_are_searched_in_order(tmp_path, confdir, monkeypatch):
+    """A bucket whose pairs are out of order hides keys from libdb's binary search on a
+    sorted page (P_HASH), but not on a pre-4.6 unsorted one (P_HASH_UNSORTED), which
+    __ham_getindex_unsorted searches item by item: the same records, found as Postfix finds them."""
+    keys, values = columns(3000, seed=5)
+    path = str(tmp_path / "t.db")
+    reverse_a_bucket(monkeypatch)
+    dbhash.write_columns(path, keys, values)
+    monkeypatch.undo()
+    finds = postfix_finds(confdir, "hash:" + path[:-3], keys, values)
+    assert finds < len(keys)
+    assert verify_finds(dbhash, path, keys, values) == lookups_find(dbhash, path, keys, values) == finds
+    data, max_bucket = pages(path)
+    for bucket in range(max_bucket + 1):
+        data[bucket_page(data, bucket) + 25] = 2  # PAGE type: P_HASH -> P_HASH_UNSORTED
+    with open(path, "wb") as f:
+        f.write(data)
+    assert postfix_finds(confdir, "hash:" + path[:-3], keys, values) == len(keys)
+    assert verify_finds(dbhash, path, keys, values) == lookups_find(dbhash, path, keys, values) == len(keys)
 
 
 def test_hash_verify_reasons(tmp_path):
@@ -179,6 +229,7 @@ def test_cdb_verdict_is_postfix_verdict(tmp_path, confdir):
     finds = postfix_finds(confdir, "cdb:" + path[:-4], keys, values)
     assert finds < len(keys)
     assert verify_finds(dbcdb, path, keys, values) == finds
+    assert lookups_find(dbcdb, path, keys, values) == finds
     assert sorted(dbcdb.read(path)) == sorted(zip(keys, values))
 
 
