@@ -34,7 +34,7 @@ _PAIR = struct.Struct("<II")
 _HEADER = struct.Struct("<512I")
 _WRITE_BATCH = 65536
 _READ_BLOCK = 1 << 20
-_VERIFY_BATCH = 65536
+_VERIFY_BATCH = 8192
 
 
 class CdbError(PostfixError):
@@ -274,27 +274,25 @@ class _Mapped(object):
         except CdbError:
             self.close()
             raise
-        self._tables = [None] * 256     # each table's slots, read when first probed
+        self._tables = [None] * 256     # (slots, slot count) of each table, read when first probed
 
     def close(self):
         if self.size:
             self.data.close()
 
-    def _slots(self, t):
-        slots = self._tables[t]
-        if slots is None:
-            tpos, nslots = self.header[2 * t], self.header[2 * t + 1]
-            slots = self._tables[t] = _from_le("I", self.data[tpos:tpos + 8 * nslots])
-        return slots
+    def _table(self, t):
+        """(slots, slot count) of hash table ``t``, read when first probed."""
+        tpos, nslots = self.header[2 * t], self.header[2 * t + 1]
+        table = self._tables[t] = (_from_le("I", self.data[tpos:tpos + 8 * nslots]), nslots)
+        return table
 
     def find(self, keys, hashes):
         """The value of the first record for each of ``keys`` (whose cdb hashes are
         ``hashes``), or None for a key not found."""
-        data, size, unpack_pair = self.data, self.size, _PAIR.unpack_from
+        data, size, unpack_pair, tables = self.data, self.size, _PAIR.unpack_from, self._tables
         out = []
         for key, h in zip(keys, hashes):
-            slots = self._slots(h & 0xFF)
-            nslots = len(slots) // 2
+            slots, nslots = tables[h & 0xFF] or self._table(h & 0xFF)
             found = None
             i = (h >> 8) % nslots if nslots else 0
             for _probe in range(nslots):
