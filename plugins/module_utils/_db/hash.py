@@ -655,8 +655,8 @@ def verify(path, keys, values, volatile=()):
                 pages = [(page, spans, db.items(page, pgno, spans)) for pgno, page, spans in db.bucket_pages(bucket)]
                 found = list(chain.from_iterable(items for dummy, dummy, items in pages))
                 stored += len(found) // 2
-                if found != want or not prefix_free and any(
-                        page[start] == _H_OFFPAGE for page, spans, dummy in pages for start, dummy in spans[0::2]):
+                if found != want or not prefix_free and any(any(_offpage_keys(page, spans))
+                                                            for page, spans, dummy in pages):
                     lost, other = _bucket_differences(pages, want, volatile)
                     missing += lost
                     wrong += other
@@ -683,11 +683,16 @@ def _found_on(pages):
         if page[_TYPE_AT] == _P_HASH_UNSORTED:
             reached = page_keys
         else:
-            reached = set(_searchable(page_keys, [page[start] == _H_OFFPAGE for start, dummy in spans[0::2]]))
+            reached = set(_searchable(page_keys, _offpage_keys(page, spans)))
         for key, value in zip(page_keys, islice(items, 1, None, 2)):
             if key not in found and key in reached:
                 found[key] = value
     return found
+
+
+def _offpage_keys(page, spans):
+    """Whether each key item of a hash page is off-page (H_OFFPAGE), in page order."""
+    return [page[start] == _H_OFFPAGE for start, dummy in spans[0::2]]
 
 
 def _bucket_found(db, bucket):

@@ -259,7 +259,7 @@ class Reader(object):
             if self._asked <= _READER_POINT_LOOKUPS:
                 return lookup(self.path, key)
             self._records = dict(read(self.path))
-        return self._records.get(key) if 0 < len(key) <= MAX_KEY_SIZE else None
+        return self._records.get(key)   # empty or too long keys are never stored
 
     def close(self):
         self._ident, self._asked, self._records = None, 0, None
